@@ -1,0 +1,81 @@
+"""The application factory: the only place that assembles extensions, blueprints and commands."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+from flask_migrate import Migrate
+from sqlalchemy.engine import make_url
+
+from taktflow.config import Config
+from taktflow.db import db, engine_options
+from taktflow.engine.runtime import WorkflowEngine
+from taktflow.engine.sandbox import Limits
+
+MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+ENGINE_KEY = "taktflow.engine"
+
+migrate = Migrate()
+
+
+def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask application.
+
+    `config` is a Config, or a mapping of overrides applied on top of the TAKTFLOW_*
+    environment (tests pass e.g. {"database_url": ..., "env": "testing"}).
+    """
+    if not isinstance(config, Config):
+        config = Config.from_env(overrides=config)
+    Path(config.instance_path).mkdir(parents=True, exist_ok=True)
+    sqlite_file = make_url(config.database_url).database if config.is_sqlite else None
+    if sqlite_file and sqlite_file != ":memory:":
+        # A new user's first command creates the folder of the SQLite file.
+        Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=config.instance_path)
+    app.config.update(
+        # Without a configured key (command-line use) sessions are signed with a throwaway key.
+        SECRET_KEY=config.secret_key or secrets.token_hex(32),
+        SQLALCHEMY_DATABASE_URI=config.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(config.database_url),
+        TESTING=config.env == "testing",
+        TAKTFLOW=config,
+        JSON_SORT_KEYS=False,
+    )
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+
+    from taktflow.api import api_bp
+    from taktflow.web import web_bp
+
+    app.register_blueprint(web_bp)
+    app.register_blueprint(api_bp)
+
+    from taktflow.cli import cli
+
+    app.cli.add_command(cli, name="taktflow")
+
+    with app.app_context():
+        app.extensions[ENGINE_KEY] = build_engine(config, db.engine)
+    logging.getLogger("taktflow").setLevel(logging.INFO)
+    return app
+
+
+def build_engine(config: Config, bind: Any) -> WorkflowEngine:
+    """The workflow engine configured from `config` on the database engine `bind`."""
+    return WorkflowEngine(
+        bind,
+        message_ttl=timedelta(seconds=config.message_ttl_seconds),
+        script_limits=Limits(max_cpu_s=config.script_cpu_seconds),
+        cache_size=config.workflow_cache_size,
+    )
+
+
+def workflow_engine(app: Flask | None = None) -> WorkflowEngine:
+    """The engine of `app` (default: the current app)."""
+    return (app or current_app).extensions[ENGINE_KEY]

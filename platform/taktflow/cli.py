@@ -1,0 +1,537 @@
+"""The `taktflow` command. A stable contract: other tools script against its --json output.
+
+Every command takes --json, prints a one-line error to stderr and exits non-zero on failure.
+Commands stay thin: parse the arguments, call one engine service, print the result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any
+
+import click
+from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
+
+from taktflow.config import ConfigError
+from taktflow.errors import BadRequest, DefinitionError, TaktflowError
+
+EXIT_CONFIG = 6
+EXIT_SCHEMA = 7
+EXIT_DATABASE = 8
+EXIT_INTERNAL = 70
+
+
+class CliError(Exception):
+    def __init__(self, message: str, exit_status: int, payload: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_status = exit_status
+        self.payload = payload
+
+
+def _json_default(obj: Any) -> Any:
+    return str(obj)
+
+
+def _emit(value: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
+    if as_json or human is None:
+        click.echo(json.dumps(value, indent=2, default=_json_default, ensure_ascii=False))
+    else:
+        click.echo(human(value))
+
+
+def _app(ctx: click.Context) -> Flask:
+    """The Flask app, created once per command (or the one `flask` already runs)."""
+    state = ctx.ensure_object(dict)
+    if "app" not in state:
+        from flask import current_app
+
+        try:
+            state["app"] = current_app._get_current_object()  # running under `flask taktflow`
+        except RuntimeError:
+            from taktflow.app import create_app
+
+            try:
+                overrides = {}
+                if state.get("database_url"):
+                    overrides["database_url"] = state["database_url"]
+                state["app"] = create_app(overrides or None)
+            except ConfigError as exc:
+                raise CliError(f"configuration error: {exc}", EXIT_CONFIG) from None
+    return state["app"]
+
+
+def _check_schema(app: Flask) -> None:
+    from taktflow.app import MIGRATIONS_DIR
+    from taktflow.db import db
+    from taktflow.health import schema_state
+
+    with app.app_context():
+        try:
+            current, head = schema_state(db.engine, MIGRATIONS_DIR)
+        except Exception as exc:  # noqa: BLE001 - unreachable database: say so in one line
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise CliError(f"cannot reach the database: {reason}", EXIT_DATABASE) from None
+    if current != head:
+        state = "has no taktflow schema" if current is None else f"is at revision {current}"
+        raise CliError(
+            f"the database {state} (code expects {head}): run `taktflow db upgrade`", EXIT_SCHEMA
+        )
+
+
+def command(
+    group: click.Group, name: str | None = None, *, needs_schema: bool = True
+) -> Callable[[Callable[..., Any]], click.Command]:
+    """Declare a command with --json and uniform error handling."""
+
+    def decorate(func: Callable[..., Any]) -> click.Command:
+        @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+        @click.pass_context
+        @wraps(func)
+        def run(ctx: click.Context, *args: Any, as_json: bool, **kwargs: Any) -> None:
+            try:
+                app = _app(ctx)
+                if needs_schema:
+                    _check_schema(app)
+                with app.app_context():
+                    from taktflow.app import workflow_engine
+
+                    func(workflow_engine(app), *args, as_json=as_json, **kwargs)
+            except CliError as exc:
+                _fail(exc.message, exc.exit_status, as_json, exc.payload)
+            except DefinitionError as exc:
+                if as_json:
+                    click.echo(json.dumps(exc.to_dict(), indent=2))
+                for problem in exc.problems:
+                    click.echo(f"error: {problem}", err=True)
+                sys.exit(exc.exit_status)
+            except TaktflowError as exc:
+                _fail(exc.message, exc.exit_status, as_json, exc.to_dict())
+            except SQLAlchemyError as exc:
+                _debug_traceback()
+                reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+                _fail(f"database error: {reason}", EXIT_DATABASE, as_json, None)
+            except Exception as exc:  # noqa: BLE001 - one line for the user; details on demand
+                _debug_traceback()
+                _fail(
+                    f"internal error: {type(exc).__name__}: {exc} "
+                    "(set TAKTFLOW_DEBUG=1 for the traceback)",
+                    EXIT_INTERNAL,
+                    as_json,
+                    None,
+                )
+
+        return group.command(name)(run)
+
+    return decorate
+
+
+def _debug_traceback() -> None:
+    if os.environ.get("TAKTFLOW_DEBUG") == "1":
+        traceback.print_exc()
+
+
+def _fail(message: str, status: int, as_json: bool, payload: dict | None) -> None:
+    if as_json:
+        click.echo(json.dumps(payload or {"error": {"message": message}}, indent=2))
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+def _json_arg(raw: str | None, what: str) -> Any:
+    if raw is None:
+        return None
+    if raw.startswith("@"):
+        try:
+            with open(raw[1:], encoding="utf-8") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise BadRequest(f"{what}: cannot read {raw[1:]}: {exc.strerror}") from None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+
+
+def _pairs(values: Iterable[str], what: str) -> dict[str, str]:
+    result = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadRequest(f"{what} {item!r}: expected KEY=VALUE")
+        result[key] = value
+    return result
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    envvar="TAKTFLOW_DATABASE_URL",
+    help="Database URL (default: TAKTFLOW_DATABASE_URL, else SQLite in ./instance).",
+)
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """taktflow: run manufacturing processes as BPMN workflows."""
+    ctx.ensure_object(dict)["database_url"] = database_url
+
+
+# ---------------------------------------------------------------------- database
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@command(db, "upgrade", needs_schema=False)
+def db_upgrade(engine: Any, *, as_json: bool) -> None:
+    """Create or upgrade the schema to the current version."""
+    from flask_migrate import upgrade
+
+    from taktflow.app import MIGRATIONS_DIR
+    from taktflow.db import db as sqla
+    from taktflow.health import schema_state
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    upgrade(directory=MIGRATIONS_DIR)
+    current, head = schema_state(sqla.engine, MIGRATIONS_DIR)
+    _emit(
+        {"revision": current, "head": head, "database": sqla.engine.url.render_as_string()},
+        as_json,
+        lambda r: f"database schema at revision {r['revision']}",
+    )
+
+
+# ---------------------------------------------------------------------- definitions
+@command(cli, "deploy")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--user", help="Who deploys (recorded in the audit).")
+def deploy(engine: Any, paths: tuple[str, ...], user: str | None, *, as_json: bool) -> None:
+    """Deploy BPMN/DMN files and folders as one batch (all or nothing)."""
+    results = engine.deploy_paths(paths, actor=user)
+    out = [
+        {k: r[k] for k in ("process_id", "version", "file", "changed")} | _decision_keys(r)
+        for r in results
+    ]
+
+    def human(rows: list[dict]) -> str:
+        lines = []
+        for r in rows:
+            ident = r["process_id"] or f"decision {r.get('decision_id')}"
+            state = "deployed" if r["changed"] else "unchanged"
+            lines.append(f"{ident:30} v{r['version']:<4} {state:10} {r['file']}")
+        return "\n".join(lines) or "nothing to deploy"
+
+    _emit(out, as_json, human)
+
+
+def _decision_keys(r: dict) -> dict:
+    return {"decision_id": r["decision_id"]} if r.get("decision_id") else {}
+
+
+@command(cli, "processes")
+def processes(engine: Any, *, as_json: bool) -> None:
+    """Deployed processes with their latest version."""
+
+    def human(rows: list[dict]) -> str:
+        if not rows:
+            return "no processes deployed (try: taktflow deploy workflows/)"
+        return "\n".join(
+            f"{r['process_id']:30} v{r['version']:<4} {r['name'] or '':30} {r['file']}"
+            for r in rows
+        )
+
+    _emit(engine.processes(), as_json, human)
+
+
+# ---------------------------------------------------------------------- instances
+@command(cli, "start")
+@click.argument("process_id")
+@click.option("--data", help="Start data as a JSON object (or @file.json).")
+@click.option("--user", help="Who starts it (recorded in the audit).")
+def start(
+    engine: Any, process_id: str, data: str | None, user: str | None, *, as_json: bool
+) -> None:
+    """Start an instance of the latest version of PROCESS_ID."""
+    result = engine.start(process_id, _json_arg(data, "--data"), actor=user)
+    _emit(
+        result,
+        as_json,
+        lambda r: (
+            f"instance {r['instance_id']} of {r['process_id']} v{r['version']}: {r['status']}"
+        ),
+    )
+
+
+def _task_lines(rows: list[dict]) -> str:
+    if not rows:
+        return "no ready tasks"
+    return "\n".join(
+        f"{r['task_id']}  instance {r['instance_id']:<6} {r['title'] or r['name']:30} "
+        f"lane={r['lane'] or '-'} form={r['form'] or '-'}"
+        for r in rows
+    )
+
+
+@command(cli, "tasks")
+@click.option("--instance", "instance_id", type=int, help="Only tasks of this instance.")
+def tasks(engine: Any, instance_id: int | None, *, as_json: bool) -> None:
+    """Ready user and manual tasks."""
+    rows = engine.tasks(instance_id)
+    out = [
+        {
+            k: r[k]
+            for k in (
+                "task_id",
+                "instance_id",
+                "process_id",
+                "name",
+                "title",
+                "lane",
+                "form",
+                "instructions",
+            )
+        }
+        for r in rows
+    ]
+    _emit(out, as_json, _task_lines)
+
+
+def _instance_text(view: dict) -> str:
+    lines = [
+        f"instance {view['instance_id']}: {view['process_id']} v{view['version']} "
+        f"- {view['status']}"
+    ]
+    if view.get("error"):
+        e = view["error"]
+        lines.append(f"error at {e.get('element_id')}: {e.get('message')}")
+    for t in view.get("ready_tasks", []):
+        lines.append(f"  ready: {t['title']} ({t['task_id']}) lane={t['lane'] or '-'}")
+    for w in view.get("waiting", []):
+        extra = w.get("due") or w.get("correlation") or ""
+        lines.append(f"  waiting for {w['kind']} {w['name']} {extra}")
+    lines.append("  data: " + json.dumps(view.get("data", {}), default=_json_default))
+    return "\n".join(lines)
+
+
+@command(cli, "complete")
+@click.argument("task_id")
+@click.option("--data", help="Task data as a JSON object (or @file.json).")
+@click.option("--user", help="Who completes it (recorded in the audit).")
+def complete(
+    engine: Any, task_id: str, data: str | None, user: str | None, *, as_json: bool
+) -> None:
+    """Complete a ready task with data; prints the instance."""
+    _emit(
+        engine.complete_task(task_id, _json_arg(data, "--data"), actor=user),
+        as_json,
+        _instance_text,
+    )
+
+
+@command(cli, "instance")
+@click.argument("instance_id", type=int)
+def instance(engine: Any, instance_id: int, *, as_json: bool) -> None:
+    """One instance: status, data, error, ready tasks, waits and history."""
+    _emit(engine.instance(instance_id), as_json, _instance_text)
+
+
+@command(cli, "instances")
+@click.option("--process", "process_id", help="Only instances of this process.")
+@click.option("--status", help="active, completed, error, terminated or suspended.")
+@click.option("--limit", type=int, default=100, show_default=True)
+def instances(
+    engine: Any, process_id: str | None, status: str | None, limit: int, *, as_json: bool
+) -> None:
+    """Instances, newest first."""
+    rows = engine.instances(process_id=process_id, status=status, limit=limit)
+    _emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(
+                f"{r['instance_id']:<8} {r['process_id']:30} v{r['version']:<4} {r['status']}"
+                for r in rs
+            )
+            or "no instances"
+        ),
+    )
+
+
+@command(cli, "retry")
+@click.argument("instance_id", type=int)
+@click.option("--data", help="Data to merge into the failed task before it runs again.")
+@click.option("--user")
+def retry(
+    engine: Any, instance_id: int, data: str | None, user: str | None, *, as_json: bool
+) -> None:
+    """Run the failed task of an instance in error again, and continue."""
+    _emit(engine.retry(instance_id, _json_arg(data, "--data"), actor=user), as_json, _instance_text)
+
+
+@command(cli, "terminate")
+@click.argument("instance_id", type=int)
+@click.option("--user")
+@click.option("--reason", default="", help="Why (recorded in the audit).")
+def terminate(
+    engine: Any, instance_id: int, user: str | None, reason: str, *, as_json: bool
+) -> None:
+    """Cancel an instance for good."""
+    _emit(engine.terminate(instance_id, actor=user, reason=reason), as_json, _instance_text)
+
+
+@command(cli, "suspend")
+@click.argument("instance_id", type=int)
+@click.option("--user")
+def suspend(engine: Any, instance_id: int, user: str | None, *, as_json: bool) -> None:
+    """Pause an instance (tasks, messages and timers wait until it is resumed)."""
+    _emit(engine.suspend(instance_id, actor=user), as_json, _instance_text)
+
+
+@command(cli, "resume")
+@click.argument("instance_id", type=int)
+@click.option("--user")
+def resume(engine: Any, instance_id: int, user: str | None, *, as_json: bool) -> None:
+    """Resume a suspended instance."""
+    _emit(engine.resume(instance_id, actor=user), as_json, _instance_text)
+
+
+# ---------------------------------------------------------------------- events
+@command(cli, "message")
+@click.argument("name")
+@click.option(
+    "--correlation",
+    "-c",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Correlation property value (repeatable), e.g. -c order_id=PO-42.",
+)
+@click.option("--data", help="Message payload as a JSON object (or @file.json).")
+@click.option("--id", "idempotency_key", help="Idempotency key: a repeated key is ignored.")
+def message(
+    engine: Any,
+    name: str,
+    correlation: tuple[str, ...],
+    data: str | None,
+    idempotency_key: str | None,
+    *,
+    as_json: bool,
+) -> None:
+    """Send message NAME to the instances waiting for it (or start those it starts)."""
+    result = engine.send_message(
+        name,
+        correlation=_pairs(correlation, "--correlation"),
+        data=_json_arg(data, "--data"),
+        idempotency_key=idempotency_key,
+        source="cli",
+    ).to_dict()
+    out = {k: result[k] for k in ("message_id", "delivered_to", "started", "buffered")}
+    if result["duplicate"]:
+        out["duplicate"] = True
+
+    def human(r: dict) -> str:
+        if r.get("duplicate"):
+            return f"message {r['message_id']}: duplicate key, ignored"
+        if r["buffered"]:
+            return f"message {r['message_id']}: nothing waits for it yet; kept for later"
+        parts = []
+        if r["delivered_to"]:
+            parts.append("delivered to " + ", ".join(map(str, r["delivered_to"])))
+        if r["started"]:
+            parts.append("started " + ", ".join(map(str, r["started"])))
+        return f"message {r['message_id']}: " + "; ".join(parts)
+
+    _emit(out, as_json, human)
+
+
+@command(cli, "signal")
+@click.argument("name")
+@click.option("--data", help="Signal payload as a JSON object.")
+@click.option("--id", "idempotency_key", help="Idempotency key: a repeated key is ignored.")
+def signal(
+    engine: Any, name: str, data: str | None, idempotency_key: str | None, *, as_json: bool
+) -> None:
+    """Broadcast signal NAME to every instance waiting for it."""
+    result = engine.send_signal(
+        name, data=_json_arg(data, "--data"), idempotency_key=idempotency_key, source="cli"
+    ).to_dict()
+    _emit(
+        {k: result[k] for k in ("message_id", "delivered_to", "started")},
+        as_json,
+        lambda r: f"signal {r['message_id']}: delivered to {len(r['delivered_to'])} instance(s)",
+    )
+
+
+# ---------------------------------------------------------------------- processes
+@command(cli, "worker")
+@click.option("--once", is_flag=True, help="Run one pass and exit.")
+@click.option("--interval", type=float, help="Seconds between passes (default from config).")
+def worker(engine: Any, once: bool, interval: float | None, *, as_json: bool) -> None:
+    """Fire due timers and dispatch pending events, in a loop (or once)."""
+    from flask import current_app
+
+    if once:
+        _emit(
+            engine.worker_pass(),
+            as_json,
+            lambda r: ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in r.items()),
+        )
+        return
+    config = current_app.config["TAKTFLOW"]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    click.echo(
+        f"taktflow worker running (interval {interval or config.worker_interval_seconds}"
+        " s); Ctrl+C stops it",
+        err=True,
+    )
+    try:
+        engine.run_worker(interval or config.worker_interval_seconds)
+    except KeyboardInterrupt:
+        click.echo("worker stopped", err=True)
+
+
+@command(cli, "serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+def serve(engine: Any, host: str, port: int, threads: int, *, as_json: bool) -> None:
+    """Serve the platform (waitress) with the embedded worker, unless disabled in config."""
+    from flask import current_app
+    from waitress import serve as waitress_serve
+
+    app = current_app._get_current_object()
+    config = app.config["TAKTFLOW"]
+    try:
+        config.require_secret_key()
+    except ConfigError as exc:
+        raise CliError(f"configuration error: {exc}", EXIT_CONFIG) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    if config.embedded_worker:
+        thread = threading.Thread(
+            target=engine.run_worker,
+            args=(config.worker_interval_seconds, stop),
+            name="taktflow-worker",
+            daemon=True,
+        )
+        thread.start()
+    click.echo(f"taktflow serving on http://{host}:{port}/ (Ctrl+C stops it)", err=True)
+    try:
+        waitress_serve(app, host=host, port=port, threads=threads)
+    finally:
+        stop.set()
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

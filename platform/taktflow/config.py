@@ -1,0 +1,164 @@
+"""Configuration: defaults, overridden by TAKTFLOW_* environment variables, validated at start-up.
+
+Every setting lives here and nowhere else. A wrong value stops start-up with a message that
+names the variable and the value, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+PREFIX = "TAKTFLOW_"
+DEV_SECRET_KEY = "dev-only-insecure-secret-key"
+
+
+class ConfigError(Exception):
+    """A setting has a value taktflow cannot use."""
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r}: expected a number") from None
+    if value <= 0:
+        raise ConfigError(f"{PREFIX}{name}={raw!r}: must be greater than 0")
+    return value
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r}: expected a whole number") from None
+    if value <= 0:
+        raise ConfigError(f"{PREFIX}{name}={raw!r}: must be greater than 0")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{PREFIX}{name}={raw!r}: expected true or false")
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+@dataclass
+class Config:
+    """The application's settings. Field names map to TAKTFLOW_<NAME> environment variables."""
+
+    #: SQLAlchemy URL; default: SQLite file in the instance folder.
+    database_url: str = ""
+    #: Signs session cookies and CSRF tokens. Required outside development and testing.
+    secret_key: str = ""
+    #: "production", "development" or "testing".
+    env: str = "production"
+    #: Instance folder for the SQLite database and local state.
+    instance_path: str = ""
+    #: How long a message that nothing waits for is kept for a later matching wait, in seconds.
+    message_ttl_seconds: float = 3600.0
+    #: Seconds between two passes of the worker loop.
+    worker_interval_seconds: float = 1.0
+    #: CPU seconds a single script or expression may use.
+    script_cpu_seconds: float = 2.0
+    #: Workflows kept deserialized in memory between steps (per process).
+    workflow_cache_size: int = 512
+    #: Run the worker loop inside the web process (the embedded default).
+    embedded_worker: bool = True
+    #: Folder of workflow files deployed by `taktflow deploy` without arguments.
+    workflows_path: str = "workflows"
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Config:
+        """Build the settings from defaults, then the environment, then explicit overrides."""
+        environ = os.environ if environ is None else environ
+        config = cls()
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is not None:
+                setattr(config, f.name, _PARSERS[f.name](f.name.upper(), raw))
+        for key, value in (overrides or {}).items():
+            if key in {f.name for f in fields(cls)}:
+                setattr(config, key, value)
+            else:
+                config.extra[key] = value
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Fill derived defaults and refuse values that cannot work."""
+        if self.env not in ("production", "development", "testing"):
+            raise ConfigError(
+                f"{PREFIX}ENV={self.env!r}: expected production, development or testing"
+            )
+        if not self.instance_path:
+            self.instance_path = str(Path.cwd() / "instance")
+        if not self.database_url:
+            db_file = Path(self.instance_path) / "taktflow.db"
+            self.database_url = f"sqlite:///{db_file}"
+        try:
+            url = make_url(self.database_url)
+        except ArgumentError:
+            raise ConfigError(
+                f"{PREFIX}DATABASE_URL={self.database_url!r}: not a database URL "
+                "(expected e.g. sqlite:///instance/taktflow.db or "
+                "postgresql+psycopg://user@127.0.0.1/taktflow)"
+            ) from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ConfigError(
+                f"{PREFIX}DATABASE_URL={self.database_url!r}: unsupported database "
+                f"{url.get_backend_name()!r} (supported: sqlite, postgresql)"
+            )
+        if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+            # psycopg 3 is the driver we install; plain postgresql:// would look for psycopg2.
+            self.database_url = url.set(drivername="postgresql+psycopg").render_as_string(
+                hide_password=False
+            )
+        if not self.secret_key and self.env != "production":
+            self.secret_key = DEV_SECRET_KEY
+
+    def require_secret_key(self) -> None:
+        """Serving in production needs a real secret; command-line use does not sign anything."""
+        if not self.secret_key or (self.env == "production" and self.secret_key == DEV_SECRET_KEY):
+            raise ConfigError(
+                f"{PREFIX}SECRET_KEY is not set: set it to a long random value, e.g. "
+                "export TAKTFLOW_SECRET_KEY=$(python3 -c 'import secrets; "
+                "print(secrets.token_hex(32))') (or TAKTFLOW_ENV=development for a local trial)"
+            )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "database_url": _text,
+    "secret_key": _text,
+    "env": _text,
+    "instance_path": _text,
+    "message_ttl_seconds": _positive_float,
+    "worker_interval_seconds": _positive_float,
+    "script_cpu_seconds": _positive_float,
+    "workflow_cache_size": _positive_int,
+    "embedded_worker": _bool,
+    "workflows_path": _text,
+}

@@ -1,0 +1,1 @@
+"""The workflow engine: deploy, run and persist BPMN processes on SpiffWorkflow."""

@@ -1,0 +1,116 @@
+"""Serializing workflows without their spec, and specs on their own.
+
+SpiffWorkflow's serializer embeds the full process spec in every instance (~7 KB for a small
+process) and parses it back at every load. taktflow stores the spec once per deployed version
+(`process_version.spec`) and serializes instances without it; loading an instance reuses the
+cached spec objects of its version.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
+from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_SERIALIZER_VERSION
+from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
+from SpiffWorkflow.spiff.serializer import DEFAULT_CONFIG as SPIFF_CONFIG
+
+#: Stored with every instance row, so old rows can be migrated after a library upgrade.
+SERIALIZER_VERSION = SPIFF_SERIALIZER_VERSION
+VERSION_KEY = BpmnWorkflowSerializer.VERSION_KEY
+
+
+class _SpeclessWorkflowConverter(BpmnWorkflowConverter):
+    """Leaves the spec out of the serialized workflow; restores it from objects we pass in."""
+
+    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
+        dct = super(BpmnWorkflowConverter, self).to_dict(workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(
+        self,
+        dct: dict[str, Any],
+        spec: BpmnProcessSpec | None = None,
+        subprocess_specs: dict[str, BpmnProcessSpec] | None = None,
+    ) -> BpmnWorkflow:
+        if spec is None:
+            raise ValueError("a taktflow workflow is restored with the spec of its version")
+        workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def _build_registry(specless: bool) -> Any:
+    config = dict(SPIFF_CONFIG)
+    if specless:
+        config[BpmnWorkflow] = _SpeclessWorkflowConverter
+    registry = BpmnWorkflowSerializer.configure(config)
+    # Task data may hold Decimals (money, quantities) and dates from scripts and actions.
+    registry.register(Decimal, lambda v: {"value": str(v)}, lambda d: Decimal(d["value"]))
+    registry.register(
+        date, lambda v: {"value": v.isoformat()}, lambda d: date.fromisoformat(d["value"])
+    )
+    return registry
+
+
+class WorkflowSerializer:
+    """Dumps and loads workflows (without spec) and specs (on their own), as JSON text."""
+
+    def __init__(self) -> None:
+        self._workflow = BpmnWorkflowSerializer(_build_registry(specless=True))
+        self._spec_registry = _build_registry(specless=False)
+
+    def dumps(self, workflow: BpmnWorkflow) -> str:
+        """The workflow's state as JSON text, with the serializer version and no spec."""
+        return self._workflow.serialize_json(workflow)
+
+    def loads(
+        self,
+        text: str,
+        spec: BpmnProcessSpec,
+        subprocess_specs: dict[str, BpmnProcessSpec],
+        script_engine: Any,
+    ) -> BpmnWorkflow:
+        """Restore a workflow dumped by `dumps`, reattaching spec objects and the script engine."""
+        dct = json.loads(text)
+        version = dct.pop(VERSION_KEY, None)
+        if version != SERIALIZER_VERSION and version in MIGRATIONS:
+            MIGRATIONS[version](dct)
+        workflow = self._workflow.registry.restore(
+            dct, spec=spec, subprocess_specs=subprocess_specs
+        )
+        workflow.script_engine = script_engine
+        return workflow
+
+    def dumps_spec(
+        self, spec: BpmnProcessSpec, subprocess_specs: dict[str, BpmnProcessSpec]
+    ) -> str:
+        """A process spec and the specs it embeds (subprocesses) as JSON text."""
+        registry = self._spec_registry
+        return json.dumps(
+            {
+                "spec": registry.convert(spec),
+                "subprocess_specs": {k: registry.convert(v) for k, v in subprocess_specs.items()},
+            }
+        )
+
+    def loads_spec(self, text: str) -> tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]:
+        """Inverse of `dumps_spec`."""
+        dct = json.loads(text)
+        registry = self._spec_registry
+        spec = registry.restore(dct["spec"])
+        subs = {k: registry.restore(v) for k, v in dct["subprocess_specs"].items()}
+        return spec, subs
