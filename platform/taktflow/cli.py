@@ -27,6 +27,12 @@ EXIT_CONFIG = 6
 EXIT_SCHEMA = 7
 EXIT_DATABASE = 8
 EXIT_INTERNAL = 70
+_CODES = {
+    6: "configuration",
+    7: "schema_not_current",
+    8: "database_unreachable",
+    70: "internal",
+}
 
 
 class CliError(Exception):
@@ -55,8 +61,15 @@ def _app(ctx: click.Context) -> Flask:
         from flask import current_app
 
         try:
-            state["app"] = current_app._get_current_object()  # running under `flask taktflow`
+            running = current_app._get_current_object()  # running under `flask taktflow`
         except RuntimeError:
+            running = None
+        wanted = state.get("database_url")
+        if running is not None and (
+            not wanted or _same_database(running.config["TAKTFLOW"].database_url, wanted)
+        ):
+            state["app"] = running
+        else:
             from taktflow.app import create_app
 
             try:
@@ -67,6 +80,17 @@ def _app(ctx: click.Context) -> Flask:
             except ConfigError as exc:
                 raise CliError(f"configuration error: {exc}", EXIT_CONFIG) from None
     return state["app"]
+
+
+def _same_database(configured: str, wanted: str) -> bool:
+    from taktflow.config import Config
+
+    try:
+        return Config.from_env({}, {"database_url": wanted, "env": "testing"}).database_url == (
+            configured
+        )
+    except ConfigError:
+        return False
 
 
 def _check_schema(app: Flask) -> None:
@@ -141,7 +165,8 @@ def _debug_traceback() -> None:
 
 def _fail(message: str, status: int, as_json: bool, payload: dict | None) -> None:
     if as_json:
-        click.echo(json.dumps(payload or {"error": {"message": message}}, indent=2))
+        body = payload or {"error": {"code": _CODES.get(status, "error"), "message": message}}
+        click.echo(json.dumps(body, indent=2))
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
 
@@ -259,7 +284,8 @@ def start(
     engine: Any, process_id: str, data: str | None, user: str | None, *, as_json: bool
 ) -> None:
     """Start an instance of the latest version of PROCESS_ID."""
-    result = engine.start(process_id, _json_arg(data, "--data"), actor=user)
+    started = engine.start(process_id, _json_arg(data, "--data"), actor=user)
+    result = {k: started[k] for k in ("instance_id", "process_id", "version", "status")}
     _emit(
         result,
         as_json,

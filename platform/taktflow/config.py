@@ -6,6 +6,7 @@ names the variable and the value, never a stack trace.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -17,6 +18,10 @@ from sqlalchemy.exc import ArgumentError
 
 PREFIX = "TAKTFLOW_"
 DEV_SECRET_KEY = "dev-only-insecure-secret-key"
+#: Upper bound for durations in seconds (a year): larger values overflow timedelta arithmetic.
+MAX_SECONDS = 366 * 24 * 3600
+#: Database drivers taktflow installs and supports.
+DRIVERS = {"sqlite": ("sqlite", "sqlite+pysqlite"), "postgresql": ("postgresql+psycopg",)}
 
 
 class ConfigError(Exception):
@@ -28,6 +33,8 @@ def _positive_float(name: str, raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{PREFIX}{name}={raw!r}: expected a number") from None
+    if not math.isfinite(value) or value > MAX_SECONDS:
+        raise ConfigError(f"{PREFIX}{name}={raw!r}: expected a finite number of seconds")
     if value <= 0:
         raise ConfigError(f"{PREFIX}{name}={raw!r}: must be greater than 0")
     return value
@@ -110,8 +117,8 @@ class Config:
             raise ConfigError(
                 f"{PREFIX}ENV={self.env!r}: expected production, development or testing"
             )
-        if not self.instance_path:
-            self.instance_path = str(Path.cwd() / "instance")
+        # Flask needs an absolute instance folder; relative means relative to the working dir.
+        self.instance_path = str(Path(self.instance_path or "instance").absolute())
         if not self.database_url:
             db_file = Path(self.instance_path) / "taktflow.db"
             self.database_url = f"sqlite:///{db_file}"
@@ -130,9 +137,17 @@ class Config:
             )
         if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
             # psycopg 3 is the driver we install; plain postgresql:// would look for psycopg2.
-            self.database_url = url.set(drivername="postgresql+psycopg").render_as_string(
-                hide_password=False
+            url = url.set(drivername="postgresql+psycopg")
+        if url.drivername not in DRIVERS[url.get_backend_name()]:
+            raise ConfigError(
+                f"{PREFIX}DATABASE_URL={self.database_url!r}: unsupported driver "
+                f"{url.drivername!r} (use sqlite:///PATH or postgresql://...)"
             )
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            # A relative path means relative to where the command runs (Flask-SQLAlchemy
+            # would otherwise resolve it against the instance folder).
+            url = url.set(database=str(Path(url.database).absolute()))
+        self.database_url = url.render_as_string(hide_password=False)
         if not self.secret_key and self.env != "production":
             self.secret_key = DEV_SECRET_KEY
 

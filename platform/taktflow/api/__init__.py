@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from taktflow import __version__
@@ -32,12 +32,13 @@ def domain_error(error: TaktflowError) -> Any:
     return jsonify(error.to_dict()), error.http_status
 
 
-@api_bp.errorhandler(HTTPException)
-def http_error(error: HTTPException) -> Any:
-    body = {
-        "error": {
-            "code": (error.name or "error").lower().replace(" ", "_"),
-            "message": error.description,
-        }
-    }
-    return jsonify(body), error.code or 500
+def register_error_handlers(app: Flask) -> None:
+    """JSON errors for everything under /api/, including routing errors (404, 405) that
+    happen before any API blueprint route matches; HTML pages keep Flask's own pages."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        if not request.path.startswith(api_bp.url_prefix or "/api/"):
+            return error
+        code = (error.name or "error").lower().replace(" ", "_")
+        return jsonify({"error": {"code": code, "message": error.description}}), error.code

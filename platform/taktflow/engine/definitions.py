@@ -99,17 +99,33 @@ class ParsedProcess:
 
 
 def read_paths(
-    paths: Iterable[str | Path], compilers: Mapping[str, Compiler] | None = None
+    paths: Iterable[str | Path],
+    compilers: Mapping[str, Compiler] | None = None,
+    problems: list[DefinitionProblem] | None = None,
 ) -> list[SourceFile]:
-    """Read files and folders (recursively) of definitions; compile other formats to BPMN/DMN."""
+    """Read files and folders (recursively) of definitions; compile other formats to BPMN/DMN.
+
+    Problems (missing paths, wrong types, unreadable files) are appended to `problems` when a
+    list is given, so that they are reported together with the content problems of the other
+    files; without a list they are raised at once.
+    """
     compilers = compilers or {}
     suffixes = set(SUFFIXES) | set(compilers)
-    problems: list[DefinitionProblem] = []
+    collect = problems is not None
+    problems = problems if problems is not None else []
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes))
+            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+            if not inside:
+                problems.append(
+                    DefinitionProblem(
+                        str(path),
+                        f"folder holds no definition files ({', '.join(sorted(suffixes))})",
+                    )
+                )
+            found.extend(inside)
         elif path.is_file():
             if path.suffix.lower() not in suffixes:
                 problems.append(
@@ -131,7 +147,7 @@ def read_paths(
             problems.append(DefinitionProblem(str(path), f"cannot read file: {exc}"))
             continue
         files.extend(_to_sources(str(path), text, compilers, problems))
-    if problems:
+    if problems and not collect:
         raise DefinitionError(problems)
     return files
 
@@ -202,9 +218,12 @@ class DefinitionParser:
         self.deployed_processes = deployed_processes or (lambda ids: set())
         self.validate_xsd = validate_xsd
 
-    def parse(self, files: list[SourceFile]) -> tuple[list[ParsedProcess], list[ParsedDecision]]:
-        """Check and parse a batch; raise DefinitionError listing every problem found."""
-        problems: list[DefinitionProblem] = []
+    def parse(
+        self, files: list[SourceFile], problems: list[DefinitionProblem] | None = None
+    ) -> tuple[list[ParsedProcess], list[ParsedDecision]]:
+        """Check and parse a batch; raise DefinitionError listing every problem found,
+        including `problems` already found while reading the files."""
+        problems = list(problems or [])
         parser = SpiffBpmnParser(validator=VALIDATOR if self.validate_xsd else None)
         decisions: list[ParsedDecision] = []
         decision_files: dict[str, SourceFile] = {}

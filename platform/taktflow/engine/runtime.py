@@ -1,8 +1,14 @@
-"""The workflow engine service: deploy, start, complete, deliver, fire timers, persist.
+"""The workflow engine service: start, complete, deliver, fire timers, persist.
 
-Every public method is one unit of work: it opens a session, does its work, and commits or
-rolls back as a whole. Callers (CLI, API, worker, tests) never commit. Nothing here knows about
-HTTP or about manufacturing: manufacturing reaches the engine only as registered actions.
+Every public method is one unit of work: it opens a transaction, does its work, and commits
+or rolls back as a whole. Callers (CLI, API, worker, tests) never commit. Nothing here knows
+about HTTP or about manufacturing: manufacturing reaches the engine only as registered actions.
+
+Persistence per instance: one row holding SpiffWorkflow's serialized workflow without its
+spec (the spec is stored once per version), plus side tables — ready human tasks, waits
+(messages with correlation, signals, timers with due times) — that inbox queries, correlation
+and the timer scan read without deserializing anything. An optimistic lock counter on the row
+makes two writers on one instance end with exactly one winner.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,27 +44,19 @@ from SpiffWorkflow.spiff.specs.event_definitions import (
     MessageEventDefinition,
     SignalEventDefinition,
 )
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
 
 from taktflow.db import WRITE_OPTION
 from taktflow.engine import models as m
+from taktflow.engine import store as q
 from taktflow.engine.actions import ActionRegistry, builtin_actions, to_json
 from taktflow.engine.cache import LRU, WorkflowCache
 from taktflow.engine.clock import Clock, SystemClock, using_clock
-from taktflow.engine.definitions import (
-    Compiler,
-    DefinitionParser,
-    ParsedProcess,
-    SourceFile,
-    read_paths,
-    sources_from_text,
-)
+from taktflow.engine.definitions import Compiler
+from taktflow.engine.deployment import DeploymentMixin
 from taktflow.engine.sandbox import Limits
 from taktflow.engine.scripting import (
     StepContext,
@@ -67,6 +65,7 @@ from taktflow.engine.scripting import (
     step_context,
 )
 from taktflow.engine.serialization import SERIALIZER_VERSION, WorkflowSerializer
+from taktflow.engine.store import InstanceRow, audit_dict, flat_correlation, task_dict, wait_dict
 from taktflow.errors import BadRequest, Conflict, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -75,6 +74,14 @@ log = logging.getLogger(__name__)
 MAX_STEP_ROUNDS = 1000
 #: Attempts before an inbox row that keeps failing for reasons other than conflicts is failed.
 MAX_DISPATCH_ATTEMPTS = 5
+#: Buffered messages handed over in one step at most (each may create new waits).
+MAX_BUFFERED_CHAIN = 20
+
+CONFLICT_MESSAGE = "the instance was changed by someone else meanwhile; reload it and try again"
+
+
+class _StaleInstance(Exception):
+    """The optimistic lock check failed: another writer saved the instance first."""
 
 
 def _dumps(value: Any) -> str:
@@ -83,14 +90,6 @@ def _dumps(value: Any) -> str:
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _flat_correlation(structured: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """{'po_key': {'po_number': 'PO-42'}} -> {'po_number': 'PO-42'}."""
-    flat: dict[str, Any] = {}
-    for props in structured.values():
-        flat.update(props)
-    return flat
 
 
 def correlation_matches(wanted: Mapping[str, Any], given: Mapping[str, Any]) -> bool:
@@ -109,11 +108,12 @@ def correlation_matches(wanted: Mapping[str, Any], given: Mapping[str, Any]) -> 
 
 
 def check_data(data: Any, what: str = "data") -> dict[str, Any]:
-    """Task and start data must be a JSON object with text keys."""
+    """Task and start data must be a JSON object with text keys; returns a copy as a dict."""
     if data is None:
         return {}
-    if not isinstance(data, dict):
-        raise BadRequest(f"{what} must be a JSON object, got {type(data).__name__}")
+    if not isinstance(data, Mapping):
+        raise BadRequest(f"{what} must be a JSON object, got {_json_type(data)}")
+    data = dict(data)
     for key in data:
         if not isinstance(key, str) or not key:
             raise ValidationFailed(f"{what}: keys must be non-empty text, got {key!r}")
@@ -124,40 +124,69 @@ def check_data(data: Any, what: str = "data") -> dict[str, Any]:
     return data
 
 
+def _json_type(value: Any) -> str:
+    names = {
+        list: "an array",
+        str: "a string",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
 def _reject(obj: Any) -> Any:
     raise TypeError(f"value of type {type(obj).__name__} is not JSON data")
 
 
 @dataclass
 class _Loaded:
-    """An instance taken into a unit of work: its row, its workflow and what its side tables hold.
+    """An instance taken into a unit of work: its row, its workflow and its side-table rows.
 
-    `tasks`/`waits` mirror the instance's human_task and instance_wait rows; they travel with
-    the workflow through the cache (verified by lock version) so a step need not read them.
-    None means unknown (read them from the database).
+    `tasks` (task id -> task dict) and `waits` (wait key -> wait row id) mirror the instance's
+    human_task and instance_wait rows. They travel with the workflow through the cache, which
+    checks the lock version, so a step need not read them back. None means "read them".
     """
 
-    inst: m.ProcessInstance
+    row: InstanceRow
     wf: BpmnWorkflow
     tasks: dict[str, dict[str, Any]] | None = None
-    waits: dict[tuple, m.InstanceWait] | None = None
+    waits: dict[tuple, tuple[int, dict[str, Any]]] | None = None
+    #: lock version as read (or last written in this unit); the UPDATE must still find it.
+    read_lock: int = 0
 
 
 @dataclass
 class _Unit:
-    """State of one unit of work."""
+    """State of one unit of work: an SQLAlchemy connection in a transaction, the DBAPI cursor
+    of that connection for the hot-path SQL, and an ORM session on the same connection,
+    created only when something (an action, deployment) asks for it."""
 
-    session: Session
+    conn: Connection
+    cur: Any
+    hot: q.HotPath
     now: datetime
-    #: instance id -> what this unit loaded (taken out of the cache).
+    _session: Session | None = None
     loaded: dict[int, _Loaded] = field(default_factory=dict)
     #: instance ids whose workflow was saved in this unit.
     saved: set[int] = field(default_factory=set)
-    #: inbox rows created in this unit, dispatched after commit.
-    routed: list[m.InboxMessage] = field(default_factory=list)
-    #: message waits computed by the last sync, per instance.
-    message_waits: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: inbox ids created in this unit, dispatched after commit.
+    routed: list[int] = field(default_factory=list)
+    #: message waits added by the last sync, per instance (candidates for buffered messages).
+    new_message_waits: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)
     depth: int = 0
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = Session(bind=self.conn, expire_on_commit=False, autoflush=True)
+        return self._session
+
+    def flush_audit(self) -> None:
+        if self.audit:
+            self.hot.insert_audit(self.cur, self.audit)
+            self.audit = []
 
 
 @dataclass
@@ -180,7 +209,7 @@ class DeliveryResult:
         }
 
 
-class WorkflowEngine:
+class WorkflowEngine(DeploymentMixin):
     """Deploys definitions and runs persisted workflow instances."""
 
     def __init__(
@@ -208,40 +237,52 @@ class WorkflowEngine:
         self._specs: LRU[tuple[Any, ...], tuple[Any, dict[str, Any]]] = LRU(256)
         # Deployed versions never change: process_version.id -> version number.
         self._version_numbers: dict[int, int] = {}
-        self._write = sessionmaker(
-            bind=bind.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
-        )
+        self._write_bind = bind.execution_options(**{WRITE_OPTION: True})
         self._read = sessionmaker(bind=bind, expire_on_commit=False)
         self._pg = bind.dialect.name == "postgresql"
+        self._hot = q.HotPath(bind.dialect.name)
+        dbapi = bind.dialect.dbapi
+        self._integrity_errors = (IntegrityError, dbapi.IntegrityError)
+        self._operational_errors = (OperationalError, dbapi.OperationalError)
         self._stop = threading.Event()
 
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def _unit(self) -> Iterator[_Unit]:
-        session = self._write()
-        unit = _Unit(session=session, now=self.clock.now())
+        conn = self._write_bind.connect()
+        transaction = conn.begin()
+        unit = _Unit(conn=conn, cur=conn.connection.cursor(), hot=self._hot, now=self.clock.now())
         try:
             yield unit
-            session.commit()
-        except StaleDataError as exc:
-            session.rollback()
-            raise Conflict(
-                "the instance was changed by someone else meanwhile; reload it and try again"
-            ) from exc
-        except IntegrityError as exc:
-            session.rollback()
-            raise Conflict(f"conflicting write: {exc.orig}") from exc
+            unit.flush_audit()
+            if unit._session is not None:
+                unit._session.flush()
+            transaction.commit()
+        except _StaleInstance as exc:
+            transaction.rollback()
+            raise Conflict(CONFLICT_MESSAGE) from exc
+        except self._integrity_errors as exc:
+            transaction.rollback()
+            raise Conflict(f"conflicting write: {getattr(exc, 'orig', exc)}") from exc
+        except self._operational_errors as exc:
+            transaction.rollback()
+            if _is_serialization_failure(exc):
+                raise Conflict(CONFLICT_MESSAGE) from exc
+            raise
         except BaseException:
-            session.rollback()
+            transaction.rollback()
             raise
         else:
             for instance_id in unit.saved:
                 loaded = unit.loaded[instance_id]
-                self.workflows.put(instance_id, loaded.inst.lock_version, loaded)
+                self.workflows.put(instance_id, loaded.row.lock_version, loaded)
         finally:
-            session.close()
+            if unit._session is not None:
+                unit._session.close()
+            unit.cur.close()
+            conn.close()
         if unit.routed:
-            self.dispatch([row.id for row in unit.routed])
+            self.dispatch(unit.routed)
 
     @contextmanager
     def _reading(self) -> Iterator[Session]:
@@ -252,251 +293,40 @@ class WorkflowEngine:
             session.rollback()
             session.close()
 
-    # ------------------------------------------------------------------ deployment
-    def read_files(self, paths: Iterable[str]) -> list[SourceFile]:
-        """Read definition files and folders (compiling YAML etc. where a compiler exists)."""
-        return read_paths(paths, self.compilers)
-
-    def deploy_paths(self, paths: Iterable[str], *, actor: str | None = None) -> list[dict]:
-        """Deploy files and folders as one batch."""
-        return self.deploy(self.read_files(paths), actor=actor)
-
-    def deploy_text(self, name: str, text: str, *, actor: str | None = None) -> list[dict]:
-        """Deploy one uploaded file."""
-        return self.deploy(sources_from_text(name, text, self.compilers), actor=actor)
-
-    def deploy(self, files: list[SourceFile], *, actor: str | None = None) -> list[dict]:
-        """Deploy a batch: all of it or, if any file has a problem, none of it.
-
-        Returns one entry per process and decision: {kind, process_id | decision_id, version,
-        file, changed}. Identical content deploys nothing new (changed False).
-        """
-        with self._unit() as unit:
-            s = unit.session
-            parser = self._parser(s)
-            processes, decisions = parser.parse(files)
-            results: list[dict] = []
-            changed_decisions: set[str] = set()
-            for d in decisions:
-                latest = s.scalar(
-                    select(m.DecisionVersion).where(
-                        m.DecisionVersion.decision_id == d.decision_id,
-                        m.DecisionVersion.is_latest.is_(True),
-                    )
-                )
-                if latest is not None and latest.content_hash == d.file.sha256:
-                    results.append(
-                        _deployed("decision", d.decision_id, latest.version, d.file, False)
-                    )
-                    continue
-                version = (latest.version + 1) if latest else 1
-                if latest is not None:
-                    latest.is_latest = False
-                    s.flush()
-                s.add(
-                    m.DecisionVersion(
-                        decision_id=d.decision_id,
-                        version=version,
-                        name=d.name,
-                        file_name=d.file.name,
-                        content_hash=d.file.sha256,
-                        source=d.file.text,
-                        is_latest=True,
-                        deployed_at=unit.now,
-                    )
-                )
-                changed_decisions.add(d.decision_id)
-                results.append(_deployed("decision", d.decision_id, version, d.file, True))
-            s.flush()
-            batch_ids = {p.process_id for p in processes}
-            processes = processes + self._dependents(s, changed_decisions, batch_ids)
-            for p in processes:
-                results.append(self._store_version(unit, p, actor))
-            if any(r["changed"] for r in results):
-                self._audit(
-                    unit,
-                    "deployed",
-                    None,
-                    actor,
-                    details={"deployed": [r for r in results if r["changed"]]},
-                )
-        return results
-
-    def _parser(self, s: Session) -> DefinitionParser:
-        def deployed_decisions(ids: set[str]) -> dict[str, SourceFile]:
-            if not ids:
-                return {}
-            rows = s.execute(
-                select(
-                    m.DecisionVersion.decision_id,
-                    m.DecisionVersion.file_name,
-                    m.DecisionVersion.source,
-                ).where(
-                    m.DecisionVersion.decision_id.in_(ids), m.DecisionVersion.is_latest.is_(True)
-                )
-            )
-            return {r[0]: SourceFile(r[1], r[2], "dmn") for r in rows}
-
-        def deployed_processes(ids: set[str]) -> set[str]:
-            if not ids:
-                return set()
-            return set(
-                s.scalars(
-                    select(m.ProcessVersion.process_id).where(
-                        m.ProcessVersion.process_id.in_(ids), m.ProcessVersion.is_latest.is_(True)
-                    )
-                )
-            )
-
-        return DefinitionParser(
-            actions=self.actions,
-            deployed_decisions=deployed_decisions,
-            deployed_processes=deployed_processes,
-        )
-
-    def _dependents(self, s: Session, changed: set[str], exclude: set[str]) -> list[ParsedProcess]:
-        """Processes outside the batch whose latest version uses a decision that changed."""
-        if not changed:
-            return []
-        rows = s.execute(
-            select(
-                m.ProcessVersion.process_id,
-                m.ProcessVersion.file_name,
-                m.ProcessVersion.source,
-                m.ProcessVersion.decisions,
-            ).where(m.ProcessVersion.is_latest.is_(True))
-        ).all()
-        wanted: dict[str, SourceFile] = {}
-        pids: set[str] = set()
-        for pid, file_name, source, decisions in rows:
-            if pid in exclude or not changed & set(json.loads(decisions)):
-                continue
-            pids.add(pid)
-            wanted.setdefault(file_name, SourceFile(file_name, source, "bpmn"))
-        if not wanted:
-            return []
-        parsed, _ = self._parser(s).parse(list(wanted.values()))
-        return [p for p in parsed if p.process_id in pids]
-
-    def _store_version(self, unit: _Unit, p: ParsedProcess, actor: str | None) -> dict:
-        s = unit.session
-        latest = s.scalar(
-            select(m.ProcessVersion).where(
-                m.ProcessVersion.process_id == p.process_id, m.ProcessVersion.is_latest.is_(True)
-            )
-        )
-        content_hash = p.content_hash
-        if latest is not None and latest.content_hash == content_hash:
-            return _deployed("process", p.process_id, latest.version, p.file, False)
-        version = latest.version + 1 if latest else 1
-        if latest is not None:
-            latest.is_latest = False
-            s.flush()
-        s.add(
-            m.ProcessVersion(
-                process_id=p.process_id,
-                version=version,
-                name=p.name,
-                file_name=p.file.name,
-                content_hash=content_hash,
-                source=p.file.text,
-                spec=self.serializer.dumps_spec(p.spec, p.embedded),
-                called_processes=json.dumps(p.called),
-                decisions=json.dumps(p.decisions),
-                message_starts=json.dumps(p.starts),
-                is_latest=True,
-                deployed_at=unit.now,
-                deployed_by=actor,
-            )
-        )
-        s.flush()
-        return _deployed("process", p.process_id, version, p.file, True)
-
-    # ------------------------------------------------------------------ process models
-    def processes(self) -> list[dict]:
-        """Deployed processes with their latest version."""
-        with self._reading() as s:
-            rows = s.scalars(
-                select(m.ProcessVersion)
-                .where(m.ProcessVersion.is_latest.is_(True))
-                .order_by(m.ProcessVersion.process_id)
-            ).all()
-            return [_version_dict(v) for v in rows]
-
-    def process(self, process_id: str) -> dict:
-        """One process with all its versions, newest first."""
-        with self._reading() as s:
-            rows = s.scalars(
-                select(m.ProcessVersion)
-                .where(m.ProcessVersion.process_id == process_id)
-                .order_by(m.ProcessVersion.version.desc())
-            ).all()
-            if not rows:
-                raise NotFound(f"process {process_id!r} is not deployed")
-            latest = _version_dict(rows[0])
-            latest["versions"] = [_version_dict(v) for v in rows]
-            return latest
-
-    def process_source(self, process_id: str, version: int | None = None) -> str:
-        """The BPMN XML a version was deployed from."""
-        with self._reading() as s:
-            pv = self._version(s, process_id, version)
-            return pv.source
-
-    def _version(self, s: Session, process_id: str, version: int | None) -> m.ProcessVersion:
-        query = select(m.ProcessVersion).where(m.ProcessVersion.process_id == process_id)
-        if version is None:
-            query = query.where(m.ProcessVersion.is_latest.is_(True))
-        else:
-            query = query.where(m.ProcessVersion.version == version)
-        pv = s.scalar(query)
-        if pv is None:
-            if version is not None:
-                raise NotFound(f"process {process_id!r} has no version {version}")
-            known = s.scalars(
-                select(m.ProcessVersion.process_id)
-                .where(m.ProcessVersion.is_latest.is_(True))
-                .order_by(m.ProcessVersion.process_id)
-            ).all()
-            hint = f" (deployed: {', '.join(known)})" if known else " (nothing is deployed yet)"
-            raise NotFound(f"process {process_id!r} is not deployed{hint}")
-        return pv
-
     # ------------------------------------------------------------------ specs
-    def _resolve_called(self, s: Session, pv: m.ProcessVersion) -> dict[str, int]:
+    def _resolve_called(self, conn: Connection, process_id: str, called: list[str]) -> dict:
         """Bind every process reachable through call activities to its latest version."""
         bound: dict[str, int] = {}
-        todo = set(json.loads(pv.called_processes))
+        todo = set(called)
         while todo:
-            rows = s.execute(
+            rows = conn.execute(
                 select(
                     m.ProcessVersion.process_id,
                     m.ProcessVersion.id,
                     m.ProcessVersion.called_processes,
                 ).where(m.ProcessVersion.process_id.in_(todo), m.ProcessVersion.is_latest.is_(True))
             ).all()
-            found = {r[0] for r in rows}
-            missing = todo - found
+            missing = todo - {r[0] for r in rows}
             if missing:
                 raise Conflict(
-                    f"process {pv.process_id!r} calls {', '.join(sorted(missing))}, "
+                    f"process {process_id!r} calls {', '.join(sorted(missing))}, "
                     "which is not deployed"
                 )
             todo = set()
-            for pid, vid, called in rows:
+            for pid, vid, more in rows:
                 bound[pid] = vid
-                todo |= set(json.loads(called)) - bound.keys() - {pv.process_id}
+                todo |= set(json.loads(more)) - bound.keys() - {process_id}
         return bound
 
     def _specs_for(
-        self, s: Session, version_id: int, called: Mapping[str, int]
+        self, conn: Connection | Session, version_id: int, called: Mapping[str, int]
     ) -> tuple[Any, dict[str, Any]]:
         key = (version_id, *sorted(called.items()))
 
         def load() -> tuple[Any, dict[str, Any]]:
             ids = {version_id, *called.values()}
             texts = dict(
-                s.execute(
+                conn.execute(
                     select(m.ProcessVersion.id, m.ProcessVersion.spec).where(
                         m.ProcessVersion.id.in_(ids)
                     )
@@ -513,6 +343,15 @@ class WorkflowEngine:
 
         return self._specs.get_or_create(key, load)
 
+    def _version_number(self, conn: Connection | Session, version_id: int) -> int:
+        number = self._version_numbers.get(version_id)
+        if number is None:
+            number = conn.execute(
+                select(m.ProcessVersion.version).where(m.ProcessVersion.id == version_id)
+            ).scalar_one()
+            self._version_numbers[version_id] = number
+        return number
+
     # ------------------------------------------------------------------ instances
     def start(
         self,
@@ -522,97 +361,135 @@ class WorkflowEngine:
         actor: str | None = None,
         version: int | None = None,
     ) -> dict:
-        """Start an instance of the latest (or the given) version; run it to its first wait."""
-        start_data = check_data(dict(data) if data is not None else None, "start data")
+        """Start an instance of the latest (or the given) version; run it to its first wait.
+
+        Returns {instance_id, process_id, version, status, ready_tasks}.
+        """
+        start_data = check_data(data, "start data")
         with self._unit() as unit:
-            pv = self._version(unit.session, process_id, version)
-            inst = self._create_instance(unit, pv, start_data, actor)
-            return _summary(inst, pv.version)
+            if version is None:
+                latest = unit.hot.latest_version(unit.cur, process_id)
+                if latest is None:
+                    self._version(unit.session, process_id, None)  # raises NotFound with hints
+                version_id, number, called = latest
+            else:
+                pv = self._version(unit.session, process_id, version)
+                version_id, number, called = pv.id, pv.version, pv.called_processes
+            self._version_numbers[version_id] = number
+            row = self._create_instance(
+                unit, process_id, version_id, json.loads(called), start_data, actor
+            )
+            summary = _summary(row, number)
+            summary["ready_tasks"] = _sorted_tasks(unit.loaded[row.id])
+            return summary
 
     def _create_instance(
         self,
         unit: _Unit,
-        pv: m.ProcessVersion,
+        process_id: str,
+        version_id: int,
+        called: list[str],
         data: Mapping[str, Any],
         actor: str | None,
         *,
         start_event: m.InboxMessage | None = None,
-    ) -> m.ProcessInstance:
-        s = unit.session
-        called = self._resolve_called(s, pv)
-        spec, subs = self._specs_for(s, pv.id, called)
+    ) -> InstanceRow:
+        bound = self._resolve_called(unit.conn, process_id, called) if called else {}
+        spec, subs = self._specs_for(unit.conn, version_id, bound)
         wf = BpmnWorkflow(spec, subs, script_engine=self.script_engine)
         wf.task_tree.data.update(copy.deepcopy(dict(data)))
-        inst = m.ProcessInstance(
-            process_id=pv.process_id,
-            version_id=pv.id,
+        values = {
+            "process_id": process_id,
+            "version_id": version_id,
+            "status": m.ACTIVE,
+            "resume_status": None,
+            "state": "",
+            "serializer_version": SERIALIZER_VERSION,
+            "called_versions": json.dumps(bound),
+            "error": None,
+            "lock_version": 1,
+            "started_by": actor,
+            "created_at": unit.now,
+            "updated_at": unit.now,
+        }
+        instance_id = unit.hot.insert_instance(unit.cur, values)
+        row = InstanceRow(
+            id=instance_id,
+            process_id=process_id,
+            version_id=version_id,
             status=m.ACTIVE,
-            state="",
-            serializer_version=SERIALIZER_VERSION,
-            called_versions=json.dumps(called),
+            resume_status=None,
+            error=None,
+            lock_version=1,
+            called_versions=values["called_versions"],
             started_by=actor,
             created_at=unit.now,
             updated_at=unit.now,
         )
-        s.add(inst)
-        s.flush()
-        unit.loaded[inst.id] = _Loaded(inst, wf, tasks={}, waits={})
-        details: dict[str, Any] = {"version": pv.version, "data": data}
+        unit.loaded[instance_id] = _Loaded(row, wf, tasks={}, waits={}, read_lock=1)
+        details: dict[str, Any] = {"version": self._version_numbers.get(version_id), "data": data}
         if start_event is not None:
             details["message"] = start_event.name
             details["message_id"] = start_event.id
-        self._audit(unit, "started", inst.id, actor, details=details)
-        self._advance(unit, inst, wf, actor)
-        if start_event is not None and inst.status == m.ACTIVE:
-            self._send(unit, inst, wf, start_event, actor, persist=False)
-        self._persist(unit, inst, wf, new=True)
-        return inst
+        self._audit(unit, "started", instance_id, actor, details=details)
+        self._advance(unit, row, wf, actor)
+        if start_event is not None and row.status == m.ACTIVE:
+            self._send(unit, row, wf, start_event, actor, persist=False)
+        self._persist(unit, row, wf)
+        return row
 
-    def _load(self, unit: _Unit, instance_id: int) -> tuple[m.ProcessInstance, BpmnWorkflow]:
+    def _load(
+        self, unit: _Unit, instance_id: int, row: InstanceRow | None = None
+    ) -> tuple[InstanceRow, BpmnWorkflow]:
+        """The instance's row and workflow; `row` when the caller has just read it."""
         if instance_id in unit.loaded:
             loaded = unit.loaded[instance_id]
-            return loaded.inst, loaded.wf
-        s = unit.session
-        inst = s.get(m.ProcessInstance, instance_id)
-        if inst is None:
+            return loaded.row, loaded.wf
+        if row is None:
+            row = unit.hot.load_instance(unit.cur, instance_id)
+        if row is None:
             raise NotFound(f"instance {instance_id} does not exist")
-        cached = self.workflows.take(instance_id, inst.lock_version)
+        cached = self.workflows.take(instance_id, row.lock_version)
         if cached is not None:
-            loaded = _Loaded(inst, cached.wf, cached.tasks, cached.waits)
+            loaded = _Loaded(row, cached.wf, cached.tasks, cached.waits, row.lock_version)
         else:
-            called = json.loads(inst.called_versions)
-            spec, subs = self._specs_for(s, inst.version_id, called)
-            wf = self.serializer.loads(inst.state, spec, subs, self.script_engine)
-            loaded = _Loaded(inst, wf)
+            spec, subs = self._specs_for(unit.conn, row.version_id, row.called)
+            state = unit.hot.load_state(unit.cur, instance_id)
+            wf = self.serializer.loads(state, spec, subs, self.script_engine)
+            loaded = _Loaded(row, wf, read_lock=row.lock_version)
         unit.loaded[instance_id] = loaded
-        return loaded.inst, loaded.wf
+        return row, loaded.wf
 
     @contextmanager
-    def _scope(self, unit: _Unit, inst: m.ProcessInstance, actor: str | None) -> Iterator[None]:
-        context = StepContext(unit.session, inst.id, inst.process_id, unit.now, actor)
+    def _scope(self, unit: _Unit, row: InstanceRow, actor: str | None) -> Iterator[None]:
+        context = StepContext(lambda: unit.session, row.id, row.process_id, unit.now, actor)
         with using_clock(self.clock), step_context(context):
             yield
 
     def _advance(
         self,
         unit: _Unit,
-        inst: m.ProcessInstance,
+        row: InstanceRow,
         wf: BpmnWorkflow,
         actor: str | None,
-        before: Any = None,
+        before: Callable[[], Any] | None = None,
     ) -> bool:
         """Run `before` (e.g. completing a task) and the engine steps after it.
 
         An exception from a script or action puts the instance in status error, recording the
         task, the element and the message; the work before the failing task is kept.
         """
-        with self._scope(unit, inst, actor):
+        with self._scope(unit, row, actor):
             try:
                 if before is not None:
                     before()
                 for _ in range(MAX_STEP_ROUNDS):
                     wf.do_engine_steps()
-                    if not any(not t.task_spec.manual for t in wf.get_tasks(state=TaskState.READY)):
+                    # do_engine_steps ends by refreshing timers, which can make a timer event
+                    # READY again; only then is another round needed.
+                    if not _has_timer_waits(wf) or not any(
+                        not t.task_spec.manual for t in wf.get_tasks(state=TaskState.READY)
+                    ):
                         break
                 else:
                     raise WorkflowException(
@@ -620,17 +497,12 @@ class WorkflowEngine:
                         "waiting: endless loop?"
                     )
             except Exception as exc:  # noqa: BLE001 - any failure becomes the instance's error
-                self._record_error(unit, inst, wf, exc, actor)
+                self._record_error(unit, row, wf, exc, actor)
                 return False
         return True
 
     def _record_error(
-        self,
-        unit: _Unit,
-        inst: m.ProcessInstance,
-        wf: BpmnWorkflow,
-        exc: Exception,
-        actor: str | None,
+        self, unit: _Unit, row: InstanceRow, wf: BpmnWorkflow, exc: Exception, actor: str | None
     ) -> None:
         task = next(iter(wf.get_tasks(state=TaskState.ERROR)), None)
         if task is None and isinstance(exc, WorkflowTaskException):
@@ -643,108 +515,112 @@ class WorkflowEngine:
             "type": getattr(exc, "error_type", None) or type(exc).__name__,
             "line": getattr(exc, "line_number", None) or None,
         }
-        inst.status = m.ERROR
-        inst.error = _dumps(info)
+        row.status = m.ERROR
+        row.error = _dumps(info)
         self._audit(
             unit,
             "error",
-            inst.id,
+            row.id,
             actor,
             task_id=info["task_id"],
             element_id=info["element_id"],
             details=info,
         )
-        log.warning("instance %s failed at %s: %s", inst.id, info["element_id"], info["message"])
+        log.warning("instance %s failed at %s: %s", row.id, info["element_id"], info["message"])
 
-    def _persist(
-        self, unit: _Unit, inst: m.ProcessInstance, wf: BpmnWorkflow, *, new: bool = False
-    ) -> None:
-        """Save the workflow and bring the side tables in line with it."""
-        if inst.status == m.ACTIVE and wf.is_completed():
-            inst.status = m.COMPLETED
-            self._audit(unit, "completed", inst.id, None)
-        inst.state = self.serializer.dumps(wf)
-        inst.updated_at = unit.now
-        active = inst.status == m.ACTIVE
-        self._sync_tasks(unit, inst, wf if active else None, new)
-        self._sync_waits(unit, inst, wf if active else None, new)
-        self._route_events(unit, inst, wf)
-        unit.saved.add(inst.id)
-        if active and unit.depth < 20:
+    def _persist(self, unit: _Unit, row: InstanceRow, wf: BpmnWorkflow) -> None:
+        """Save the workflow (checking the lock) and bring the side tables in line with it."""
+        loaded = unit.loaded[row.id]
+        if row.status == m.ACTIVE and wf.is_completed():
+            row.status = m.COMPLETED
+            self._audit(unit, "completed", row.id, None)
+        row.updated_at = unit.now
+        new_lock = loaded.read_lock + 1
+        state = self.serializer.dumps(wf)
+        if not unit.hot.update_instance(unit.cur, row, state, loaded.read_lock, new_lock):
+            raise _StaleInstance(row.id)
+        loaded.read_lock = row.lock_version = new_lock
+        active = row.status == m.ACTIVE
+        self._sync_tasks(unit, loaded, wf if active else None)
+        self._sync_waits(unit, loaded, wf if active else None)
+        self._route_events(unit, row, wf)
+        unit.saved.add(row.id)
+        if active and unit.depth < MAX_BUFFERED_CHAIN and unit.new_message_waits.get(row.id):
             unit.depth += 1
             try:
-                self._deliver_buffered(unit, inst, wf)
+                self._deliver_buffered(unit, row, wf)
             finally:
                 unit.depth -= 1
 
-    def _sync_tasks(
-        self, unit: _Unit, inst: m.ProcessInstance, wf: BpmnWorkflow | None, new: bool
-    ) -> None:
-        s = unit.session
-        loaded = unit.loaded[inst.id]
+    def _sync_tasks(self, unit: _Unit, loaded: _Loaded, wf: BpmnWorkflow | None) -> None:
+        row = loaded.row
         desired = (
             {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)}
             if wf is not None
             else {}
         )
         if loaded.tasks is None:
-            rows = s.scalars(select(m.HumanTask).where(m.HumanTask.instance_id == inst.id))
-            loaded.tasks = {row.task_id: _task_dict(row) for row in rows}
+            rows = unit.hot.tasks_of(unit.cur, row.id)
+            loaded.tasks = {t["task_id"]: task_dict(t) for t in rows}
         existing = loaded.tasks
-        gone = existing.keys() - desired.keys()
+        gone = [task_id for task_id in existing if task_id not in desired]
         if gone:
-            s.execute(delete(m.HumanTask).where(m.HumanTask.task_id.in_(gone)))
+            unit.hot.delete_tasks(unit.cur, gone)
             for task_id in gone:
                 del existing[task_id]
-        for task_id in desired.keys() - existing.keys():
-            task = desired[task_id]
+        added = []
+        for task_id, task in desired.items():
+            if task_id in existing:
+                continue
             ts = task.task_spec
             extensions = getattr(ts, "extensions", None) or {}
             properties = extensions.get("properties") or {}
-            row = m.HumanTask(
-                task_id=task_id,
-                instance_id=inst.id,
-                process_id=inst.process_id,
-                element_id=ts.bpmn_id,
-                kind="manual" if type(ts).__name__ == "ManualTask" else "user",
-                title=ts.bpmn_name or ts.bpmn_id,
-                lane=ts.lane,
-                form=properties.get("formName"),
-                instructions=render_instructions(
+            values = {
+                "task_id": task_id,
+                "instance_id": row.id,
+                "process_id": row.process_id,
+                "element_id": ts.bpmn_id,
+                "kind": "manual" if type(ts).__name__ == "ManualTask" else "user",
+                "title": ts.bpmn_name or ts.bpmn_id,
+                "lane": ts.lane,
+                "form": properties.get("formName"),
+                "instructions": render_instructions(
                     extensions.get("instructionsForEndUser"), task.data
                 ),
-                created_at=unit.now,
-            )
-            s.add(row)
-            existing[task_id] = _task_dict(row)
+                "created_at": unit.now,
+            }
+            added.append(values)
+            existing[task_id] = task_dict(values)
+        if added:
+            unit.hot.insert_tasks(unit.cur, added)
 
-    def _sync_waits(
-        self, unit: _Unit, inst: m.ProcessInstance, wf: BpmnWorkflow | None, new: bool
-    ) -> None:
-        s = unit.session
-        loaded = unit.loaded[inst.id]
-        desired = _waits_of(wf) if wf is not None else []
-        unit.message_waits[inst.id] = [w for w in desired if w["kind"] == m.WAIT_MESSAGE]
+    def _sync_waits(self, unit: _Unit, loaded: _Loaded, wf: BpmnWorkflow | None) -> None:
+        row = loaded.row
+        desired = {_wait_key(w): w for w in (_waits_of(wf) if wf is not None else [])}
         if loaded.waits is None:
-            rows = s.scalars(select(m.InstanceWait).where(m.InstanceWait.instance_id == inst.id))
-            loaded.waits = {_wait_key(row): row for row in rows}
+            loaded.waits = {
+                _wait_key(values): (wait_id, values)
+                for wait_id, values in unit.hot.waits_of(unit.cur, row.id)
+            }
         existing = loaded.waits
-        wanted = {_wait_key(w): w for w in desired}
-        gone = [key for key in existing if key not in wanted]
+        gone = [key for key in existing if key not in desired]
         if gone:
-            s.flush()  # rows added earlier in this unit need their ids
-            ids = [existing[key].id for key in gone]
-            s.execute(delete(m.InstanceWait).where(m.InstanceWait.id.in_(ids)))
+            unit.hot.delete_waits(unit.cur, [existing[key][0] for key in gone])
             for key in gone:
                 del existing[key]
-        for key, w in wanted.items():
-            if key not in existing:
-                row = m.InstanceWait(instance_id=inst.id, **w)
-                s.add(row)
-                existing[key] = row
+        new_messages = []
+        for key, values in desired.items():
+            if key in existing:
+                continue
+            wait_id = unit.hot.insert_wait(unit.cur, row.id, values)
+            existing[key] = (wait_id, values)
+            if values["kind"] == m.WAIT_MESSAGE:
+                new_messages.append(values)
+        unit.new_message_waits[row.id] = new_messages
 
-    def _route_events(self, unit: _Unit, inst: m.ProcessInstance, wf: BpmnWorkflow) -> None:
-        """Messages and signals thrown by the instance and not caught inside it go to the inbox."""
+    def _route_events(self, unit: _Unit, row: InstanceRow, wf: BpmnWorkflow) -> None:
+        """Messages and signals thrown by the instance and not caught inside it go to the inbox,
+        in the same transaction as the step that threw them; they are dispatched after commit."""
         for event in wf.get_events():
             definition = event.event_definition
             if isinstance(definition, BaseMessageEventDefinition):
@@ -754,37 +630,38 @@ class WorkflowEngine:
             else:
                 continue
             payload = event.payload if isinstance(event.payload, dict) else {"value": event.payload}
-            correlation = _flat_correlation(event.correlations or {})
-            row = m.InboxMessage(
-                idempotency_key=f"instance:{inst.id}:{uuid.uuid4()}",
+            correlation = flat_correlation(event.correlations or {})
+            message_id = self._insert_inbox(
+                unit,
+                idempotency_key=f"instance:{row.id}:{uuid.uuid4()}",
                 kind=kind,
                 name=definition.name,
-                correlation=_dumps(correlation),
-                payload=_dumps(payload),
-                status=m.INBOX_PENDING,
-                source=f"instance:{inst.id}",
-                received_at=unit.now,
-                expires_at=unit.now + self.message_ttl,
+                correlation=correlation,
+                payload=payload,
+                source=f"instance:{row.id}",
             )
-            unit.session.add(row)
-            unit.session.flush()
-            unit.routed.append(row)
+            unit.routed.append(message_id)
             self._audit(
                 unit,
                 f"{kind}_sent",
-                inst.id,
+                row.id,
                 None,
-                details={"name": definition.name, "correlation": correlation, "message_id": row.id},
+                details={
+                    "name": definition.name,
+                    "correlation": correlation,
+                    "message_id": message_id,
+                },
             )
 
     # ------------------------------------------------------------------ tasks
     def tasks(self, instance_id: int | None = None) -> list[dict]:
         """Ready human tasks (all, or of one instance), oldest first."""
-        with self._reading() as s:
-            query = select(m.HumanTask).order_by(m.HumanTask.created_at, m.HumanTask.task_id)
-            if instance_id is not None:
-                query = query.where(m.HumanTask.instance_id == instance_id)
-            return [_task_dict(t) for t in s.scalars(query)]
+        with self.bind.connect() as conn:
+            if instance_id is None:
+                rows = conn.execute(q.SELECT_ALL_TASKS)
+            else:
+                rows = conn.execute(q.SELECT_TASKS_OF, {"b_id": instance_id})
+            return [task_dict(t) for t in rows]
 
     def complete_task(
         self,
@@ -792,24 +669,28 @@ class WorkflowEngine:
         data: Mapping[str, Any] | None = None,
         *,
         actor: str | None = None,
+        history: bool = True,
     ) -> dict:
-        """Complete a ready user or manual task with `data`; run to the next wait."""
-        submitted = check_data(dict(data) if data is not None else None, "task data")
+        """Complete a ready user or manual task with `data`; run to the next wait.
+
+        Returns the instance view; `history=False` leaves out the audit history (one query
+        less, for callers such as an operator screen that only need the next task).
+        """
+        submitted = check_data(data, "task data")
         try:
             task_uuid = uuid.UUID(str(task_id))
         except ValueError:
             raise NotFound(f"task {task_id!r} does not exist (not a task id)") from None
+        key = str(task_uuid)
         with self._unit() as unit:
-            s = unit.session
-            row = s.get(m.HumanTask, str(task_uuid))
-            if row is None:
-                self._task_not_ready(s, str(task_uuid))
-            assert row is not None
-            inst, wf = self._load(unit, row.instance_id)
-            if inst.status != m.ACTIVE:
-                raise Conflict(
-                    f"instance {inst.id} is {inst.status}; its tasks cannot be completed"
-                )
+            found = unit.hot.task_with_instance(unit.cur, key)
+            if found is None:
+                self._task_not_ready(unit.conn, key)
+            assert found is not None
+            title, lane, task_row = found
+            row, wf = self._load(unit, task_row.id, task_row)
+            if row.status != m.ACTIVE:
+                raise Conflict(f"instance {row.id} is {row.status}; its tasks cannot be completed")
             task = wf.get_task_from_id(task_uuid)
             if task is None or task.state != TaskState.READY:
                 raise Conflict(f"task {task_id} is no longer ready")
@@ -821,18 +702,18 @@ class WorkflowEngine:
             self._audit(
                 unit,
                 "task_completed",
-                inst.id,
+                row.id,
                 actor,
-                task_id=str(task_uuid),
+                task_id=key,
                 element_id=task.task_spec.bpmn_id,
-                details={"data": submitted, "title": row.title, "lane": row.lane},
+                details={"data": submitted, "title": title, "lane": lane},
             )
-            self._advance(unit, inst, wf, actor, before=complete)
-            self._persist(unit, inst, wf)
-            return self._view_of(unit, inst.id)
+            self._advance(unit, row, wf, actor, before=complete)
+            self._persist(unit, row, wf)
+            return self._view_of(unit, row.id, history)
 
-    def _task_not_ready(self, s: Session, task_id: str) -> None:
-        completed_by = s.execute(
+    def _task_not_ready(self, conn: Connection, task_id: str) -> None:
+        completed_by = conn.execute(
             select(m.AuditEvent.actor, m.AuditEvent.at).where(
                 m.AuditEvent.task_id == task_id, m.AuditEvent.kind == "task_completed"
             )
@@ -847,68 +728,53 @@ class WorkflowEngine:
             "(terminated, suspended or in error)"
         )
 
-    # ------------------------------------------------------------------ instance control
+    # ------------------------------------------------------------------ instance views
     def instance(self, instance_id: int, *, history: bool = True) -> dict:
         """Everything about one instance: status, data, error, ready tasks, waits, history."""
-        with self._reading() as s:
-            inst = s.get(m.ProcessInstance, instance_id)
-            if inst is None:
+        with self.bind.connect() as conn:
+            found = conn.execute(q.SELECT_INSTANCE, {"b_id": instance_id}).first()
+            if found is None:
                 raise NotFound(f"instance {instance_id} does not exist")
-            called = json.loads(inst.called_versions)
-            spec, subs = self._specs_for(s, inst.version_id, called)
-            wf = self.serializer.loads(inst.state, spec, subs, self.script_engine)
-            tasks = [
-                _task_dict(t)
-                for t in s.scalars(
-                    select(m.HumanTask)
-                    .where(m.HumanTask.instance_id == inst.id)
-                    .order_by(m.HumanTask.created_at, m.HumanTask.task_id)
-                )
-            ]
-            waits = s.scalars(
-                select(m.InstanceWait)
-                .where(m.InstanceWait.instance_id == inst.id)
-                .order_by(m.InstanceWait.id)
-            ).all()
-            return self._view(s, inst, wf, tasks, waits, history)
+            row = InstanceRow(*found)
+            spec, subs = self._specs_for(conn, row.version_id, row.called)
+            state = conn.execute(q.SELECT_STATE, {"b_id": instance_id}).scalar_one()
+            wf = self.serializer.loads(state, spec, subs, self.script_engine)
+            tasks = [task_dict(t) for t in conn.execute(q.SELECT_TASKS_OF, {"b_id": row.id})]
+            waits = [wait_dict(w) for w in conn.execute(q.SELECT_WAITS_OF, {"b_id": row.id})]
+            return self._view(conn, row, wf, tasks, waits, history)
 
-    def _view_of(self, unit: _Unit, instance_id: int) -> dict:
+    def _view_of(self, unit: _Unit, instance_id: int, history: bool = True) -> dict:
         """The instance view from what a unit of work holds in memory (no deserializing)."""
         loaded = unit.loaded[instance_id]
-        tasks = sorted((loaded.tasks or {}).values(), key=lambda t: (t["created_at"], t["task_id"]))
-        waits = list((loaded.waits or {}).values())
-        return self._view(unit.session, loaded.inst, loaded.wf, tasks, waits, True)
+        waits = [
+            wait_dict(values)
+            for _, values in sorted((loaded.waits or {}).values(), key=lambda w: w[0])
+        ]
+        if history:
+            unit.flush_audit()
+        return self._view(unit.conn, loaded.row, loaded.wf, _sorted_tasks(loaded), waits, history)
 
     def _view(
         self,
-        s: Session,
-        inst: m.ProcessInstance,
+        conn: Connection,
+        row: InstanceRow,
         wf: BpmnWorkflow,
         tasks: list[dict],
-        waits: Iterable[m.InstanceWait],
+        waits: list[dict],
         history: bool,
     ) -> dict:
-        view = _summary(inst, self._version_number(s, inst.version_id))
+        view = _summary(row, self._version_number(conn, row.version_id))
         view.update(
             data=_workflow_data(wf),
-            error=json.loads(inst.error) if inst.error else None,
+            error=json.loads(row.error) if row.error else None,
             ready_tasks=tasks,
-            waiting=[_wait_dict(w) for w in waits],
-            created_at=inst.created_at.isoformat(),
-            updated_at=inst.updated_at.isoformat(),
+            waiting=waits,
+            created_at=row.created_at.isoformat(),
+            updated_at=row.updated_at.isoformat(),
         )
         if history:
-            view["history"] = self._history(s, inst.id)
+            view["history"] = self._history(conn, row.id)
         return view
-
-    def _version_number(self, s: Session, version_id: int) -> int:
-        number = self._version_numbers.get(version_id)
-        if number is None:
-            number = s.scalar(
-                select(m.ProcessVersion.version).where(m.ProcessVersion.id == version_id)
-            )
-            self._version_numbers[version_id] = number
-        return number
 
     def instances(
         self,
@@ -923,71 +789,67 @@ class WorkflowEngine:
             raise ValidationFailed(
                 f"unknown status {status!r} (expected one of {', '.join(m.STATUSES)})"
             )
-        with self._reading() as s:
-            query = (
-                select(m.ProcessInstance, m.ProcessVersion.version)
-                .join(m.ProcessVersion, m.ProcessVersion.id == m.ProcessInstance.version_id)
-                .order_by(m.ProcessInstance.id.desc())
-                .limit(limit)
-                .offset(offset)
-            )
-            if process_id is not None:
-                query = query.where(m.ProcessInstance.process_id == process_id)
-            if status is not None:
-                query = query.where(m.ProcessInstance.status == status)
-            return [_summary(inst, version) for inst, version in s.execute(query)]
+        query = (
+            select(*q.INSTANCE_COLUMNS, m.ProcessVersion.version)
+            .join(m.ProcessVersion, m.ProcessVersion.id == m.ProcessInstance.version_id)
+            .order_by(m.ProcessInstance.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        if process_id is not None:
+            query = query.where(m.ProcessInstance.process_id == process_id)
+        if status is not None:
+            query = query.where(m.ProcessInstance.status == status)
+        with self.bind.connect() as conn:
+            return [_summary(InstanceRow(*r[:-1]), r[-1]) for r in conn.execute(query)]
 
     def history(self, instance_id: int) -> list[dict]:
         """The audit events of one instance, oldest first."""
-        with self._reading() as s:
-            if s.get(m.ProcessInstance, instance_id) is None:
+        with self.bind.connect() as conn:
+            if conn.execute(q.SELECT_STATE, {"b_id": instance_id}).first() is None:
                 raise NotFound(f"instance {instance_id} does not exist")
-            return self._history(s, instance_id)
+            return self._history(conn, instance_id)
 
-    def _history(self, s: Session, instance_id: int) -> list[dict]:
-        rows = s.scalars(
-            select(m.AuditEvent)
-            .where(m.AuditEvent.instance_id == instance_id)
-            .order_by(m.AuditEvent.id)
-        )
-        return [_audit_dict(a) for a in rows]
+    def _history(self, conn: Connection, instance_id: int) -> list[dict]:
+        return [audit_dict(a) for a in conn.execute(q.SELECT_HISTORY, {"b_id": instance_id})]
 
+    # ------------------------------------------------------------------ instance control
     def terminate(self, instance_id: int, *, actor: str | None = None, reason: str = "") -> dict:
         """Cancel an unfinished instance; its tasks and waits disappear."""
         with self._unit() as unit:
-            inst, wf = self._load(unit, instance_id)
-            if inst.status in (m.COMPLETED, m.TERMINATED):
-                raise Conflict(f"instance {instance_id} is already {inst.status}")
+            row, wf = self._load(unit, instance_id)
+            if row.status in (m.COMPLETED, m.TERMINATED):
+                raise Conflict(f"instance {instance_id} is already {row.status}")
             wf.cancel()
-            inst.status = m.TERMINATED
-            inst.resume_status = None
-            self._audit(unit, "terminated", inst.id, actor, details={"reason": reason})
-            self._persist(unit, inst, wf)
-            return self._view_of(unit, inst.id)
+            row.status = m.TERMINATED
+            row.resume_status = None
+            self._audit(unit, "terminated", row.id, actor, details={"reason": reason})
+            self._persist(unit, row, wf)
+            return self._view_of(unit, row.id)
 
     def suspend(self, instance_id: int, *, actor: str | None = None) -> dict:
         """Pause an instance: no task completion, message or timer reaches it until resumed."""
         with self._unit() as unit:
-            inst, wf = self._load(unit, instance_id)
-            if inst.status not in (m.ACTIVE, m.ERROR):
-                raise Conflict(f"instance {instance_id} is {inst.status} and cannot be suspended")
-            inst.resume_status = inst.status
-            inst.status = m.SUSPENDED
-            self._audit(unit, "suspended", inst.id, actor)
-            self._persist(unit, inst, wf)
-            return self._view_of(unit, inst.id)
+            row, wf = self._load(unit, instance_id)
+            if row.status not in (m.ACTIVE, m.ERROR):
+                raise Conflict(f"instance {instance_id} is {row.status} and cannot be suspended")
+            row.resume_status = row.status
+            row.status = m.SUSPENDED
+            self._audit(unit, "suspended", row.id, actor)
+            self._persist(unit, row, wf)
+            return self._view_of(unit, row.id)
 
     def resume(self, instance_id: int, *, actor: str | None = None) -> dict:
         """Undo suspend. Messages buffered meanwhile are delivered; due timers fire next pass."""
         with self._unit() as unit:
-            inst, wf = self._load(unit, instance_id)
-            if inst.status != m.SUSPENDED:
-                raise Conflict(f"instance {instance_id} is {inst.status}, not suspended")
-            inst.status = inst.resume_status or m.ACTIVE
-            inst.resume_status = None
-            self._audit(unit, "resumed", inst.id, actor)
-            self._persist(unit, inst, wf)
-            return self._view_of(unit, inst.id)
+            row, wf = self._load(unit, instance_id)
+            if row.status != m.SUSPENDED:
+                raise Conflict(f"instance {instance_id} is {row.status}, not suspended")
+            row.status = row.resume_status or m.ACTIVE
+            row.resume_status = None
+            self._audit(unit, "resumed", row.id, actor)
+            self._persist(unit, row, wf)
+            return self._view_of(unit, row.id)
 
     def retry(
         self,
@@ -997,21 +859,21 @@ class WorkflowEngine:
         actor: str | None = None,
     ) -> dict:
         """Run the failed task again (after merging `data` into it) and continue from there."""
-        fix = check_data(dict(data) if data is not None else None, "retry data")
+        fix = check_data(data, "retry data")
         with self._unit() as unit:
-            inst, wf = self._load(unit, instance_id)
-            if inst.status != m.ERROR:
-                raise Conflict(f"instance {instance_id} is {inst.status}, not in error")
-            error = json.loads(inst.error or "{}")
+            row, wf = self._load(unit, instance_id)
+            if row.status != m.ERROR:
+                raise Conflict(f"instance {instance_id} is {row.status}, not in error")
+            error = json.loads(row.error or "{}")
             task = None
             if error.get("task_id"):
                 task = wf.get_task_from_id(uuid.UUID(error["task_id"]))
-            inst.status = m.ACTIVE
-            inst.error = None
+            row.status = m.ACTIVE
+            row.error = None
             self._audit(
                 unit,
                 "retried",
-                inst.id,
+                row.id,
                 actor,
                 task_id=error.get("task_id"),
                 element_id=error.get("element_id"),
@@ -1027,9 +889,9 @@ class WorkflowEngine:
                     for ready in wf.get_tasks(state=TaskState.READY):
                         ready.data.update(copy.deepcopy(fix))
 
-            self._advance(unit, inst, wf, actor, before=rerun)
-            self._persist(unit, inst, wf)
-            return self._view_of(unit, inst.id)
+            self._advance(unit, row, wf, actor, before=rerun)
+            self._persist(unit, row, wf)
+            return self._view_of(unit, row.id)
 
     # ------------------------------------------------------------------ messages and signals
     def send_message(
@@ -1041,20 +903,14 @@ class WorkflowEngine:
         idempotency_key: str | None = None,
         source: str | None = None,
     ) -> DeliveryResult:
-        """Store a message durably, then deliver it (or keep it for a later matching wait)."""
-        row_id, duplicate = self.store_event(
-            m.WAIT_MESSAGE,
-            name,
-            correlation=correlation,
-            data=data,
-            idempotency_key=idempotency_key,
-            source=source,
-        )
-        result = None if duplicate else self._dispatch_now(row_id)
-        if result is None:
-            result = self.delivery(row_id)
-        result.duplicate = duplicate
-        return result
+        """Store a message in the inbox and deliver it (or keep it for a later matching wait).
+
+        Storing and delivering share one transaction, so the message is never delivered
+        without being recorded, nor recorded twice. If delivery fails (a concurrent change,
+        an engine error), the message is stored on its own and the worker delivers it later:
+        once send_message returns, the message is durable.
+        """
+        return self._send_event(m.WAIT_MESSAGE, name, correlation, data, idempotency_key, source)
 
     def send_signal(
         self,
@@ -1065,12 +921,39 @@ class WorkflowEngine:
         source: str | None = None,
     ) -> DeliveryResult:
         """Broadcast a signal to every instance waiting for it (signals are not buffered)."""
-        row_id, duplicate = self.store_event(
-            m.WAIT_SIGNAL, name, data=data, idempotency_key=idempotency_key, source=source
-        )
-        result = None if duplicate else self._dispatch_now(row_id)
-        if result is None:
-            result = self.delivery(row_id)
+        return self._send_event(m.WAIT_SIGNAL, name, None, data, idempotency_key, source)
+
+    def _send_event(
+        self,
+        kind: str,
+        name: str,
+        correlation: Mapping[str, Any] | None,
+        data: Mapping[str, Any] | None,
+        idempotency_key: str | None,
+        source: str | None,
+    ) -> DeliveryResult:
+        values = self._event_values(kind, name, correlation, data, idempotency_key, source)
+        try:
+            with self._unit() as unit:
+                message_id = self._insert_inbox(unit, **values)
+                if message_id is None:
+                    duplicate_of = self._existing_event(unit.conn, values)
+                else:
+                    result = self._dispatch_row(unit, message_id)
+                    assert result is not None  # inserted in this very transaction
+                    return result
+        except Conflict as exc:
+            if "idempotency key" in exc.message:
+                raise
+            log.info("%s %r met a concurrent change; stored for the worker", kind, name)
+        except Exception:  # noqa: BLE001 - store it alone; the worker retries the delivery
+            log.exception("delivering %s %r failed; stored for the worker", kind, name)
+        else:
+            result = self.delivery(duplicate_of)
+            result.duplicate = True
+            return result
+        message_id, duplicate = self.store_event(kind, name, **_store_args(values))
+        result = self.delivery(message_id)
         result.duplicate = duplicate
         return result
 
@@ -1084,55 +967,94 @@ class WorkflowEngine:
         idempotency_key: str | None = None,
         source: str | None = None,
     ) -> tuple[int, bool]:
-        """Write an event to the inbox. Returns (inbox id, True if the key was already there)."""
+        """Only write an event to the inbox (the worker dispatches it).
+
+        Returns (inbox id, True if the idempotency key was already there). Connectors use this
+        to make an event durable before they acknowledge it to their source.
+        """
+        values = self._event_values(kind, name, correlation, data, idempotency_key, source)
+        with self._unit() as unit:
+            message_id = self._insert_inbox(unit, **values)
+            if message_id is not None:
+                return message_id, False
+            return self._existing_event(unit.conn, values), True
+
+    def _event_values(
+        self,
+        kind: str,
+        name: str,
+        correlation: Mapping[str, Any] | None,
+        data: Mapping[str, Any] | None,
+        idempotency_key: str | None,
+        source: str | None,
+    ) -> dict[str, Any]:
         if not isinstance(name, str) or not name.strip():
-            raise ValidationFailed("a message needs a name")
-        payload = check_data(dict(data) if data is not None else None, "message data")
-        corr = check_data(dict(correlation) if correlation is not None else None, "correlation")
+            raise ValidationFailed(f"a {kind} needs a name")
+        payload = check_data(data, f"{kind} data")
+        corr = check_data(correlation, "correlation")
         key = idempotency_key or f"auto:{uuid.uuid4()}"
         if len(key) > 300:
             raise ValidationFailed("idempotency key is longer than 300 characters")
-        now = self.clock.now()
-        values = {
+        return {
             "idempotency_key": key,
             "kind": kind,
             "name": name,
-            "correlation": _dumps(corr),
-            "payload": _dumps(payload),
-            "status": m.INBOX_PENDING,
+            "correlation": corr,
+            "payload": payload,
             "source": source,
-            "received_at": now,
-            "expires_at": now + self.message_ttl,
-            "processed_at": None,
-            "delivered_to": "[]",
-            "started": "[]",
-            "attempts": 0,
         }
-        insert = pg_insert if self._pg else sqlite_insert
-        with self._unit() as unit:
-            s = unit.session
-            statement = (
-                insert(m.InboxMessage)
-                .values(**values)
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                .returning(m.InboxMessage.id)
+
+    def _insert_inbox(
+        self,
+        unit: _Unit,
+        *,
+        idempotency_key: str,
+        kind: str,
+        name: str,
+        correlation: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        source: str | None,
+    ) -> int | None:
+        """Insert an inbox row; None if the idempotency key exists already."""
+        return unit.hot.insert_inbox(
+            unit.cur,
+            {
+                "idempotency_key": idempotency_key,
+                "kind": kind,
+                "name": name,
+                "correlation": _dumps(correlation),
+                "payload": _dumps(payload),
+                "source": source,
+                "received_at": unit.now,
+                "expires_at": unit.now + self.message_ttl,
+            },
+        )
+
+    @staticmethod
+    def _existing_event(conn: Connection, values: Mapping[str, Any]) -> int:
+        existing = conn.execute(
+            select(m.InboxMessage.id, m.InboxMessage.kind, m.InboxMessage.name).where(
+                m.InboxMessage.idempotency_key == values["idempotency_key"]
             )
-            new_id = s.execute(statement).scalar()
-            if new_id is not None:
-                return new_id, False
-            existing = s.scalar(select(m.InboxMessage).where(m.InboxMessage.idempotency_key == key))
-            assert existing is not None
-            if existing.kind != kind or existing.name != name:
-                raise Conflict(
-                    f"idempotency key {key!r} was already used for {existing.kind} "
-                    f"{existing.name!r}"
-                )
-            return existing.id, True
+        ).one()
+        if existing.kind != values["kind"] or existing.name != values["name"]:
+            raise Conflict(
+                f"idempotency key {values['idempotency_key']!r} was already used for "
+                f"{existing.kind} {existing.name!r}"
+            )
+        return existing.id
 
     def delivery(self, message_id: int) -> DeliveryResult:
         """What happened to an inbox row so far."""
-        with self._reading() as s:
-            row = s.get(m.InboxMessage, message_id)
+        with self.bind.connect() as conn:
+            row = conn.execute(
+                select(
+                    m.InboxMessage.id,
+                    m.InboxMessage.delivered_to,
+                    m.InboxMessage.started,
+                    m.InboxMessage.status,
+                ).where(m.InboxMessage.id == message_id)
+            ).first()
             if row is None:
                 raise NotFound(f"message {message_id} does not exist")
             return DeliveryResult(
@@ -1146,14 +1068,14 @@ class WorkflowEngine:
     def dispatch(self, message_ids: Iterable[int] | None = None, limit: int = 200) -> int:
         """Deliver pending inbox rows (the given ones, or the oldest pending). Returns count."""
         if message_ids is None:
-            with self._reading() as s:
+            with self.bind.connect() as conn:
                 message_ids = list(
-                    s.scalars(
+                    conn.execute(
                         select(m.InboxMessage.id)
                         .where(m.InboxMessage.status == m.INBOX_PENDING)
                         .order_by(m.InboxMessage.id)
                         .limit(limit)
-                    )
+                    ).scalars()
                 )
         done = 0
         for message_id in message_ids:
@@ -1166,17 +1088,6 @@ class WorkflowEngine:
                 log.exception("dispatching message %s failed", message_id)
                 self._dispatch_failed(message_id, exc)
         return done
-
-    def _dispatch_now(self, message_id: int) -> DeliveryResult | None:
-        """Dispatch one row right after storing it; None if it stays pending (conflict)."""
-        try:
-            return self._dispatch_one(message_id)
-        except Conflict:
-            log.info("message %s met a concurrent change; the worker retries it", message_id)
-        except Exception as exc:  # noqa: BLE001 - the message is stored; the worker retries
-            log.exception("dispatching message %s failed", message_id)
-            self._dispatch_failed(message_id, exc)
-        return None
 
     def _dispatch_failed(self, message_id: int, exc: Exception) -> None:
         with self._unit() as unit:
@@ -1191,161 +1102,136 @@ class WorkflowEngine:
 
     def _dispatch_one(self, message_id: int) -> DeliveryResult | None:
         with self._unit() as unit:
-            s = unit.session
-            query = select(m.InboxMessage).where(
-                m.InboxMessage.id == message_id, m.InboxMessage.status == m.INBOX_PENDING
-            )
-            if self._pg:
-                query = query.with_for_update(skip_locked=True)
-            row = s.scalar(query)
-            if row is None:
-                return None
-            row.attempts += 1
-            delivered, started = self._deliver_row(unit, row)
-            row.delivered_to = json.dumps(delivered)
-            row.started = json.dumps(started)
-            row.processed_at = unit.now
-            if delivered or started or row.kind == m.WAIT_SIGNAL:
-                row.status = m.INBOX_DELIVERED
-            else:
-                row.status = m.INBOX_BUFFERED
-            return DeliveryResult(
-                message_id=row.id,
-                delivered_to=delivered,
-                started=started,
-                buffered=row.status == m.INBOX_BUFFERED,
-                status=row.status,
-            )
+            return self._dispatch_row(unit, message_id)
 
-    def _deliver_row(self, unit: _Unit, row: m.InboxMessage) -> tuple[list[int], list[int]]:
-        s = unit.session
-        given = json.loads(row.correlation)
-        waits = s.execute(
-            select(m.InstanceWait.instance_id, m.InstanceWait.correlation)
-            .join(m.ProcessInstance, m.ProcessInstance.id == m.InstanceWait.instance_id)
-            .where(
-                m.InstanceWait.kind == row.kind,
-                m.InstanceWait.name == row.name,
-                m.ProcessInstance.status == m.ACTIVE,
-            )
-            .order_by(m.InstanceWait.instance_id)
-        ).all()
+    def _dispatch_row(self, unit: _Unit, message_id: int) -> DeliveryResult | None:
+        """Deliver one pending inbox row inside `unit`; None if it is not pending (any more)."""
+        message = unit.hot.pending_inbox_row(unit.cur, message_id)
+        if message is None:
+            return None
+        delivered, started = self._deliver_row(unit, message)
+        if delivered or started or message.kind == m.WAIT_SIGNAL:
+            status = m.INBOX_DELIVERED
+        else:
+            status = m.INBOX_BUFFERED
+        unit.hot.finish_inbox(
+            unit.cur, message.id, status, delivered, started, unit.now, message.attempts + 1
+        )
+        return DeliveryResult(
+            message_id=message.id,
+            delivered_to=delivered,
+            started=started,
+            buffered=status == m.INBOX_BUFFERED,
+            status=status,
+        )
+
+    def _deliver_row(self, unit: _Unit, message: q.InboxRow) -> tuple[list[int], list[int]]:
+        given = json.loads(message.correlation)
         candidates: list[int] = []
-        for instance_id, corr in waits:
-            wanted = _flat_correlation(json.loads(corr)) if corr else {}
+        for instance_id, corr in unit.hot.waiting_for(unit.cur, message.kind, message.name):
+            wanted = flat_correlation(json.loads(corr)) if corr else {}
             if correlation_matches(wanted, given) and instance_id not in candidates:
                 candidates.append(instance_id)
         delivered = []
         for instance_id in candidates:
-            inst, wf = self._load(unit, instance_id)
-            if self._send(unit, inst, wf, row, row.source):
+            row, wf = self._load(unit, instance_id)
+            if self._send(unit, row, wf, message, message.source):
                 delivered.append(instance_id)
         started: list[int] = []
-        if delivered and row.kind == m.WAIT_MESSAGE:
+        if delivered and message.kind == m.WAIT_MESSAGE:
             return delivered, started
-        for pv in s.scalars(select(m.ProcessVersion).where(m.ProcessVersion.is_latest.is_(True))):
-            starts = json.loads(pv.message_starts)
-            if {"kind": row.kind, "name": row.name} in starts:
-                inst = self._create_instance(unit, pv, {}, row.source, start_event=row)
-                started.append(inst.id)
+        wanted_start = {"kind": message.kind, "name": message.name}
+        for version_id, process_id, starts, called in unit.hot.latest_starting(unit.cur):
+            if wanted_start in json.loads(starts):
+                self._version_number(unit.conn, version_id)
+                row = self._create_instance(
+                    unit,
+                    process_id,
+                    version_id,
+                    json.loads(called),
+                    {},
+                    message.source,
+                    start_event=message,
+                )
+                started.append(row.id)
         return delivered, started
 
     def _send(
         self,
         unit: _Unit,
-        inst: m.ProcessInstance,
+        row: InstanceRow,
         wf: BpmnWorkflow,
-        row: m.InboxMessage,
+        message: q.InboxRow,
         actor: str | None,
         *,
         persist: bool = True,
     ) -> bool:
         """Deliver one inbox row to one instance; False if the instance does not take it."""
-        payload = json.loads(row.payload)
-        given = json.loads(row.correlation)
-        if row.kind == m.WAIT_SIGNAL:
-            event = BpmnEvent(SignalEventDefinition(row.name), payload)
+        payload = json.loads(message.payload)
+        given = json.loads(message.correlation)
+        if message.kind == m.WAIT_SIGNAL:
+            event = BpmnEvent(SignalEventDefinition(message.name), payload)
         else:
-            structured = self._structured_correlation(wf, row.name, given)
+            structured = _structured_correlation(wf, message.name, given)
             # The catch evaluates correlation retrieval expressions on the payload.
             for prop, value in given.items():
                 payload.setdefault(prop, value)
-            event = BpmnEvent(MessageEventDefinition(row.name), payload, correlations=structured)
-        with self._scope(unit, inst, actor):
+            event = BpmnEvent(
+                MessageEventDefinition(message.name), payload, correlations=structured
+            )
+        with self._scope(unit, row, actor):
             try:
                 wf.send_event(event)
             except Exception as exc:  # noqa: BLE001 - not waiting, or a correlation mismatch
-                log.info("instance %s did not take %s %r: %s", inst.id, row.kind, row.name, exc)
+                log.info(
+                    "instance %s did not take %s %r: %s", row.id, message.kind, message.name, exc
+                )
                 return False
         self._audit(
             unit,
-            f"{row.kind}_received",
-            inst.id,
+            f"{message.kind}_received",
+            row.id,
             actor,
             details={
-                "name": row.name,
-                "message_id": row.id,
+                "name": message.name,
+                "message_id": message.id,
                 "correlation": given,
-                "data": json.loads(row.payload),
+                "data": json.loads(message.payload),
             },
         )
-        self._advance(unit, inst, wf, actor)
+        self._advance(unit, row, wf, actor)
         if persist:
-            self._persist(unit, inst, wf)
+            self._persist(unit, row, wf)
         return True
 
-    @staticmethod
-    def _structured_correlation(
-        wf: BpmnWorkflow, name: str, given: Mapping[str, Any]
-    ) -> dict[str, dict[str, Any]]:
-        """The correlation keys the instance expects for `name`, filled from the message."""
-        for pending in wf.waiting_events():
-            if pending.name == name and pending.correlations:
-                # SpiffWorkflow compares these dicts for equality with the instance's own
-                # correlations, so pass the instance's values for the keys the message matches.
-                return {
-                    key: dict(props)
-                    for key, props in pending.correlations.items()
-                    if correlation_matches(props, given)
-                }
-        return {}
-
-    def _deliver_buffered(self, unit: _Unit, inst: m.ProcessInstance, wf: BpmnWorkflow) -> None:
-        """A wait appeared: hand it the oldest unexpired buffered message that matches."""
-        waits = unit.message_waits.get(inst.id) or []
-        if not waits:
-            return
-        names = {w["name"] for w in waits}
-        rows = unit.session.scalars(
-            select(m.InboxMessage)
-            .where(
-                m.InboxMessage.status == m.INBOX_BUFFERED,
-                m.InboxMessage.kind == m.WAIT_MESSAGE,
-                m.InboxMessage.name.in_(names),
-                m.InboxMessage.expires_at > unit.now,
-            )
-            .order_by(m.InboxMessage.id)
-        ).all()
-        for row in rows:
-            given = json.loads(row.correlation)
+    def _deliver_buffered(self, unit: _Unit, row: InstanceRow, wf: BpmnWorkflow) -> None:
+        """New message waits appeared: hand over the oldest unexpired buffered message that
+        matches one of them (a buffered message always predates every older wait)."""
+        waits = unit.new_message_waits.get(row.id) or []
+        names = sorted({w["name"] for w in waits})
+        for message_id, name, correlation in unit.hot.buffered_for(unit.cur, names, unit.now):
+            given = json.loads(correlation)
             for w in waits:
-                wanted = _flat_correlation(json.loads(w["correlation"])) if w["correlation"] else {}
-                if w["name"] == row.name and correlation_matches(wanted, given):
-                    row.status = m.INBOX_DELIVERED
-                    row.delivered_to = json.dumps([*json.loads(row.delivered_to), inst.id])
-                    row.processed_at = unit.now
-                    if self._send(unit, inst, wf, row, row.source):
-                        return
-                    row.status = m.INBOX_BUFFERED
+                wanted = flat_correlation(json.loads(w["correlation"])) if w["correlation"] else {}
+                if w["name"] != name or not correlation_matches(wanted, given):
+                    continue
+                message = unit.hot.inbox_row(unit.cur, message_id)
+                handed = json.dumps([*json.loads(message.delivered_to), row.id])
+                if not unit.hot.claim_buffered(unit.cur, message_id, handed, unit.now):
+                    continue  # another unit took it meanwhile
+                if self._send(unit, row, wf, message, message.source):
+                    return
+                # SpiffWorkflow refused it after all: leave it buffered for another wait.
+                unit.hot.unclaim_buffered(unit.cur, message_id, message.delivered_to)
 
     # ------------------------------------------------------------------ timers and worker
     def fire_due_timers(self, limit: int = 200) -> int:
         """Fire every timer whose due time has passed on the engine clock. Returns count."""
         now = self.clock.now()
-        with self._reading() as s:
+        with self.bind.connect() as conn:
             instance_ids = list(
                 dict.fromkeys(
-                    s.scalars(
+                    conn.execute(
                         select(m.InstanceWait.instance_id)
                         .join(m.ProcessInstance, m.ProcessInstance.id == m.InstanceWait.instance_id)
                         .where(
@@ -1355,7 +1241,7 @@ class WorkflowEngine:
                         )
                         .order_by(m.InstanceWait.due_at)
                         .limit(limit)
-                    )
+                    ).scalars()
                 )
             )
         fired = 0
@@ -1368,30 +1254,31 @@ class WorkflowEngine:
 
     def _fire_instance_timers(self, instance_id: int) -> int:
         with self._unit() as unit:
-            s = unit.session
-            query = select(m.InstanceWait).where(
+            query = select(
+                m.InstanceWait.element_id, m.InstanceWait.name, m.InstanceWait.due_at
+            ).where(
                 m.InstanceWait.instance_id == instance_id,
                 m.InstanceWait.kind == m.WAIT_TIMER,
                 m.InstanceWait.due_at <= unit.now,
             )
             if self._pg:
                 query = query.with_for_update(skip_locked=True)
-            due = s.scalars(query).all()
+            due = unit.conn.execute(query).all()
             if not due:
                 return 0  # another worker took them, or they are gone
-            inst, wf = self._load(unit, instance_id)
-            if inst.status != m.ACTIVE:
+            row, wf = self._load(unit, instance_id)
+            if row.status != m.ACTIVE:
                 return 0
-            for wait in due:
+            for element_id, name, due_at in due:
                 self._audit(
                     unit,
                     "timer_fired",
-                    inst.id,
+                    row.id,
                     None,
-                    element_id=wait.element_id,
-                    details={"name": wait.name, "due_at": wait.due_at.isoformat()},
+                    element_id=element_id,
+                    details={"name": name, "due_at": due_at.isoformat()},
                 )
-            due_elements = {wait.element_id for wait in due}
+            due_elements = {element_id for element_id, _, _ in due}
 
             def fire() -> None:
                 # The persisted due time decides, as the timer scan did: SpiffWorkflow itself
@@ -1404,14 +1291,14 @@ class WorkflowEngine:
                         task._set_internal_data(event_fired=True)
                 wf.refresh_timers()
 
-            self._advance(unit, inst, wf, None, before=fire)
-            self._persist(unit, inst, wf)
+            self._advance(unit, row, wf, None, before=fire)
+            self._persist(unit, row, wf)
             return len(due)
 
     def expire_messages(self) -> int:
         """Buffered messages whose time to live has passed become expired."""
         with self._unit() as unit:
-            result = unit.session.execute(
+            result = unit.conn.execute(
                 update(m.InboxMessage)
                 .where(
                     m.InboxMessage.status == m.INBOX_BUFFERED,
@@ -1442,7 +1329,7 @@ class WorkflowEngine:
     # ------------------------------------------------------------------ audit
     def _audit(
         self,
-        unit: _Unit,
+        unit: Any,
         kind: str,
         instance_id: int | None,
         actor: str | None,
@@ -1451,89 +1338,65 @@ class WorkflowEngine:
         element_id: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        unit.session.add(
-            m.AuditEvent(
-                instance_id=instance_id,
-                at=unit.now,
-                kind=kind,
-                actor=actor,
-                task_id=task_id,
-                element_id=element_id,
-                details=_dumps(dict(details or {})),
-            )
+        """Queue an audit event; all of a unit's events are written in one statement."""
+        unit.audit.append(
+            {
+                "instance_id": instance_id,
+                "at": unit.now,
+                "kind": kind,
+                "actor": actor,
+                "task_id": task_id,
+                "element_id": element_id,
+                "details": _dumps(dict(details or {})),
+            }
         )
 
 
 # ---------------------------------------------------------------------- helpers
-def _deployed(kind: str, ident: str, version: int, file: SourceFile, changed: bool) -> dict:
+def _is_serialization_failure(exc: OperationalError) -> bool:
+    """PostgreSQL refused a write that raced another transaction (treat as a conflict)."""
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in ("40001", "40P01")
+
+
+def _store_args(values: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "kind": kind,
-        "process_id": ident if kind == "process" else None,
-        "decision_id": ident if kind == "decision" else None,
+        "correlation": values["correlation"],
+        "data": values["payload"],
+        "idempotency_key": values["idempotency_key"],
+        "source": values["source"],
+    }
+
+
+def _summary(row: InstanceRow, version: int | None) -> dict:
+    return {
+        "instance_id": row.id,
+        "process_id": row.process_id,
         "version": version,
-        "file": file.origin or file.name,
-        "changed": changed,
+        "status": row.status,
     }
 
 
-def _version_dict(v: m.ProcessVersion) -> dict:
-    return {
-        "process_id": v.process_id,
-        "name": v.name,
-        "version": v.version,
-        "file": v.file_name,
-        "content_hash": v.content_hash,
-        "deployed_at": v.deployed_at.isoformat(),
-        "deployed_by": v.deployed_by,
-        "calls": json.loads(v.called_processes),
-        "decisions": json.loads(v.decisions),
-        "starts": json.loads(v.message_starts),
-    }
+def _sorted_tasks(loaded: _Loaded) -> list[dict]:
+    return sorted((loaded.tasks or {}).values(), key=lambda t: (t["created_at"], t["task_id"]))
 
 
-def _summary(inst: m.ProcessInstance, version: int | None) -> dict:
-    return {
-        "instance_id": inst.id,
-        "process_id": inst.process_id,
-        "version": version,
-        "status": inst.status,
-    }
+def _structured_correlation(
+    wf: BpmnWorkflow, name: str, given: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The correlation keys the instance expects for `name`, for the keys the message matches.
 
-
-def _task_dict(t: m.HumanTask) -> dict:
-    return {
-        "task_id": t.task_id,
-        "instance_id": t.instance_id,
-        "process_id": t.process_id,
-        "name": t.element_id,
-        "title": t.title,
-        "kind": t.kind,
-        "lane": t.lane,
-        "form": t.form,
-        "instructions": t.instructions,
-        "created_at": t.created_at.isoformat(),
-    }
-
-
-def _wait_dict(w: m.InstanceWait) -> dict:
-    entry: dict[str, Any] = {"kind": w.kind, "name": w.name, "element_id": w.element_id}
-    if w.kind == m.WAIT_TIMER:
-        entry["due"] = w.due_at.isoformat() if w.due_at else None
-    if w.kind == m.WAIT_MESSAGE:
-        entry["correlation"] = _flat_correlation(json.loads(w.correlation)) if w.correlation else {}
-    return entry
-
-
-def _audit_dict(a: m.AuditEvent) -> dict:
-    return {
-        "id": a.id,
-        "at": a.at.isoformat(),
-        "kind": a.kind,
-        "actor": a.actor,
-        "task_id": a.task_id,
-        "element_id": a.element_id,
-        "details": json.loads(a.details),
-    }
+    SpiffWorkflow compares these dicts for equality with the instance's own correlations, so
+    they carry the instance's values (equal to the message's as text).
+    """
+    for pending in wf.waiting_events():
+        if pending.name == name and pending.correlations:
+            return {
+                key: dict(props)
+                for key, props in pending.correlations.items()
+                if correlation_matches(props, given)
+            }
+    return {}
 
 
 def _workflow_data(wf: BpmnWorkflow) -> dict:
@@ -1542,10 +1405,18 @@ def _workflow_data(wf: BpmnWorkflow) -> dict:
     if wf.is_completed():
         data = wf.data
     else:
-        done = wf.get_tasks(state=TaskState.COMPLETED)
-        latest = max(done, key=lambda t: t.last_state_change, default=None)
+        # Each (sub)workflow knows its own last task; the newest of them is the instance's.
+        last = [w.last_task for w in (wf, *wf.subprocesses.values()) if w.last_task is not None]
+        latest = max(last, key=lambda t: t.last_state_change, default=None)
         data = latest.data if latest is not None else wf.task_tree.data
     return json.loads(_dumps({k: v for k, v in data.items() if not k.startswith("_")}))
+
+
+def _has_timer_waits(wf: BpmnWorkflow) -> bool:
+    return any(
+        isinstance(t.task_spec.event_definition, TimerEventDefinition | MultipleEventDefinition)
+        for t in wf.event_manager.tasks.values()
+    )
 
 
 def _waits_of(wf: BpmnWorkflow) -> list[dict[str, Any]]:
@@ -1577,13 +1448,6 @@ def _waits_of(wf: BpmnWorkflow) -> list[dict[str, Any]]:
     return waits
 
 
-def _wait_key(w: Any) -> tuple:
-    """Identity of a wait, for a dict from _waits_of or an InstanceWait row alike."""
-    if isinstance(w, dict):
-        return (w["kind"], w["name"], w["element_id"], w["correlation"], w["due_at"])
-    return (w.kind, w.name, w.element_id, w.correlation, w.due_at)
-
-
 def _wait(
     kind: str, name: str, element_id: str, correlation: str | None, due: datetime | None
 ) -> dict[str, Any]:
@@ -1594,6 +1458,14 @@ def _wait(
         "correlation": correlation,
         "due_at": due,
     }
+
+
+def _wait_values(row: Any) -> dict[str, Any]:
+    return _wait(row.kind, row.name, row.element_id, row.correlation, row.due_at)
+
+
+def _wait_key(w: Mapping[str, Any]) -> tuple:
+    return (w["kind"], w["name"], w["element_id"], w["correlation"], w["due_at"])
 
 
 def _error_message(exc: Exception) -> str:

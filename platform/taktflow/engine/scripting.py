@@ -7,7 +7,7 @@ runtime publishes in a context variable for the duration of the engine steps.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,13 +26,20 @@ from taktflow.engine.sandbox import Limits, SandboxedEnvironment, SandboxedScrip
 
 @dataclass
 class StepContext:
-    """Where engine steps currently run: the session, the instance and the time."""
+    """Where engine steps currently run: the transaction, the instance and the time.
 
-    session: Session
+    The ORM session is created on first use: most steps call no action and need none.
+    """
+
+    get_session: Callable[[], Session]
     instance_id: int | None
     process_id: str
     now: datetime
     actor: str | None
+
+    @property
+    def session(self) -> Session:
+        return self.get_session()
 
 
 _step: ContextVar[StepContext | None] = ContextVar("taktflow_step", default=None)
