@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import secrets
 from collections.abc import Mapping
@@ -13,8 +14,9 @@ from flask import Flask, current_app
 from flask_migrate import Migrate
 from sqlalchemy.engine import make_url
 
-from taktflow.config import Config
+from taktflow.config import Config, ConfigError
 from taktflow.db import db, engine_options
+from taktflow.engine.actions import ActionRegistry, builtin_actions
 from taktflow.engine.runtime import WorkflowEngine
 from taktflow.engine.sandbox import Limits
 
@@ -71,10 +73,33 @@ def build_engine(config: Config, bind: Any) -> WorkflowEngine:
     """The workflow engine configured from `config` on the database engine `bind`."""
     return WorkflowEngine(
         bind,
+        actions=build_actions(config),
         message_ttl=timedelta(seconds=config.message_ttl_seconds),
         script_limits=Limits(max_cpu_s=config.script_cpu_seconds),
         cache_size=config.workflow_cache_size,
     )
+
+
+def build_actions(config: Config) -> ActionRegistry:
+    """The engine's own actions plus those of every module in TAKTFLOW_ACTION_MODULES.
+
+    Each such module defines `register_actions(registry)`; a module that cannot be imported
+    or lacks the function stops start-up with a message naming it.
+    """
+    registry = ActionRegistry()
+    builtin_actions(registry)
+    for name in filter(None, (part.strip() for part in config.action_modules.split(","))):
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"TAKTFLOW_ACTION_MODULES: cannot import {name!r}: {exc}") from None
+        register = getattr(module, "register_actions", None)
+        if not callable(register):
+            raise ConfigError(
+                f"TAKTFLOW_ACTION_MODULES: module {name!r} has no register_actions(registry)"
+            )
+        register(registry)
+    return registry
 
 
 def workflow_engine(app: Flask | None = None) -> WorkflowEngine:

@@ -235,10 +235,17 @@ def db_upgrade(engine: Any, *, as_json: bool) -> None:
 
 # ---------------------------------------------------------------------- definitions
 @command(cli, "deploy")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--user", help="Who deploys (recorded in the audit).")
 def deploy(engine: Any, paths: tuple[str, ...], user: str | None, *, as_json: bool) -> None:
-    """Deploy BPMN/DMN files and folders as one batch (all or nothing)."""
+    """Deploy BPMN/DMN files and folders as one batch (all or nothing).
+
+    Without PATHS, deploys the workflows folder (TAKTFLOW_WORKFLOWS_PATH, default workflows/).
+    """
+    from flask import current_app
+
+    if not paths:
+        paths = (current_app.config["TAKTFLOW"].workflows_path,)
     results = engine.deploy_paths(paths, actor=user)
     out = [
         {k: r[k] for k in ("process_id", "version", "file", "changed")} | _decision_keys(r)
@@ -487,11 +494,34 @@ def signal(
     result = engine.send_signal(
         name, data=_json_arg(data, "--data"), idempotency_key=idempotency_key, source="cli"
     ).to_dict()
-    _emit(
-        {k: result[k] for k in ("message_id", "delivered_to", "started")},
-        as_json,
-        lambda r: f"signal {r['message_id']}: delivered to {len(r['delivered_to'])} instance(s)",
-    )
+    out = {k: result[k] for k in ("message_id", "delivered_to", "started")}
+    if result["duplicate"]:
+        out["duplicate"] = True
+
+    def human(r: dict) -> str:
+        if r.get("duplicate"):
+            return f"signal {r['message_id']}: duplicate key, ignored"
+        return f"signal {r['message_id']}: delivered to {len(r['delivered_to'])} instance(s)"
+
+    _emit(out, as_json, human)
+
+
+@command(cli, "actions")
+def actions(engine: Any, *, as_json: bool) -> None:
+    """Service-task actions workflows may call, with their parameters."""
+
+    def human(rows: list[dict]) -> str:
+        lines = []
+        for a in rows:
+            params = ", ".join(
+                f"{p['name']}: {p['type']}{'' if p['required'] else ' (optional)'}"
+                for p in a["params"]
+            )
+            summary = (a["description"] or "").split("\n")[0]
+            lines.append(f"{a['name']}({params})  {summary}")
+        return "\n".join(lines)
+
+    _emit(engine.actions.describe(), as_json, human)
 
 
 # ---------------------------------------------------------------------- processes
@@ -556,6 +586,10 @@ def serve(engine: Any, host: str, port: int, threads: int, *, as_json: bool) -> 
 
 def main() -> None:
     """Console entry point."""
+    # Commands report failures themselves, in one line; library log records (e.g. an
+    # instance that went to error, which the command's output shows anyway) stay quiet
+    # unless `worker` or `serve` configures logging.
+    logging.getLogger("taktflow").addHandler(logging.NullHandler())
     cli(obj={})
 
 

@@ -87,6 +87,8 @@ class Config:
     embedded_worker: bool = True
     #: Folder of workflow files deployed by `taktflow deploy` without arguments.
     workflows_path: str = "workflows"
+    #: Comma-separated Python modules whose `register_actions(registry)` adds service actions.
+    action_modules: str = ""
 
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -176,4 +178,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "workflow_cache_size": _positive_int,
     "embedded_worker": _bool,
     "workflows_path": _text,
+    "action_modules": _text,
 }

@@ -689,7 +689,15 @@ def test_check_source_eval_mode_rejects_statements() -> None:
 
 def test_check_source_does_not_execute() -> None:
     assert check_source("while True:\n    pass", "exec") is None
-    assert check_source("open('/x').write('y')", "exec") is None  # refused only when it runs
+    # Refused statically, with its line, and the file was not written.
+    assert check_source("x = 1\nopen('/tmp/taktflow-never').write('y')", "exec") == (
+        "line 2: open() is not available in scripts"
+    )
+    assert not os.path.exists("/tmp/taktflow-never")
+    assert check_source("import math\nimport os", "exec") == (
+        "line 2: import of 'os' is not allowed in scripts (available: datetime, decimal, json, "
+        "math)"
+    )
     with pytest.raises(ValueError):
         check_source("x", "single")  # type: ignore[arg-type]
 

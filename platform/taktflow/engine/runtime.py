@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from SpiffWorkflow import TaskState
@@ -76,6 +76,10 @@ MAX_STEP_ROUNDS = 1000
 MAX_DISPATCH_ATTEMPTS = 5
 #: Buffered messages handed over in one step at most (each may create new waits).
 MAX_BUFFERED_CHAIN = 20
+#: SpiffWorkflow's task iterators silently stop at this tree depth (TaskIterator max_depth):
+#: deeper tasks would vanish from task lists and completion checks. Stop before that.
+SPIFF_MAX_DEPTH = 1000
+MAX_TREE_DEPTH = SPIFF_MAX_DEPTH - 20
 
 CONFLICT_MESSAGE = "the instance was changed by someone else meanwhile; reload it and try again"
 
@@ -531,6 +535,18 @@ class WorkflowEngine(DeploymentMixin):
     def _persist(self, unit: _Unit, row: InstanceRow, wf: BpmnWorkflow) -> None:
         """Save the workflow (checking the lock) and bring the side tables in line with it."""
         loaded = unit.loaded[row.id]
+        if row.status == m.ACTIVE and (depth := _frontier_depth(wf)) >= MAX_TREE_DEPTH:
+            self._record_error(
+                unit,
+                row,
+                wf,
+                WorkflowException(
+                    f"the instance's history is {depth} tasks deep; SpiffWorkflow cannot follow "
+                    f"more than {SPIFF_MAX_DEPTH} (a loop ran too many times). Terminate it and "
+                    "model the repetition as a new instance per round (e.g. a call activity)."
+                ),
+                None,
+            )
         if row.status == m.ACTIVE and wf.is_completed():
             row.status = m.COMPLETED
             self._audit(unit, "completed", row.id, None)
@@ -1269,15 +1285,6 @@ class WorkflowEngine(DeploymentMixin):
             row, wf = self._load(unit, instance_id)
             if row.status != m.ACTIVE:
                 return 0
-            for element_id, name, due_at in due:
-                self._audit(
-                    unit,
-                    "timer_fired",
-                    row.id,
-                    None,
-                    element_id=element_id,
-                    details={"name": name, "due_at": due_at.isoformat()},
-                )
             due_elements = {element_id for element_id, _, _ in due}
 
             def fire() -> None:
@@ -1292,8 +1299,20 @@ class WorkflowEngine(DeploymentMixin):
                 wf.refresh_timers()
 
             self._advance(unit, row, wf, None, before=fire)
+            # A timer fired if its wait is gone (or, for a cycle, moved to a later time).
+            still = {(w["element_id"], w["due_at"]) for w in _waits_of(wf)}
+            fired = [d for d in due if (d[0], d[2]) not in still]
+            for element_id, name, due_at in fired:
+                self._audit(
+                    unit,
+                    "timer_fired",
+                    row.id,
+                    None,
+                    element_id=element_id,
+                    details={"name": name, "due_at": due_at.isoformat()},
+                )
             self._persist(unit, row, wf)
-            return len(due)
+            return len(fired)
 
     def expire_messages(self) -> int:
         """Buffered messages whose time to live has passed become expired."""
@@ -1409,7 +1428,28 @@ def _workflow_data(wf: BpmnWorkflow) -> dict:
         last = [w.last_task for w in (wf, *wf.subprocesses.values()) if w.last_task is not None]
         latest = max(last, key=lambda t: t.last_state_change, default=None)
         data = latest.data if latest is not None else wf.task_tree.data
-    return json.loads(_dumps({k: v for k, v in data.items() if not k.startswith("_")}))
+    visible = {k: v for k, v in data.items() if not k.startswith("_")}
+    return json.loads(json.dumps(visible, default=_view_default))
+
+
+def _view_default(obj: Any) -> Any:
+    """Show any value scripts can put in task data; a view must never fail to render."""
+    if isinstance(obj, datetime | date | time):
+        return obj.isoformat()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=repr)
+    if isinstance(obj, timedelta):
+        return obj.total_seconds()
+    return str(obj)
+
+
+def _frontier_depth(wf: BpmnWorkflow) -> int:
+    """Depth of the deepest unfinished task of the top workflow (0 when all are finished)."""
+    deepest = 0
+    for task in wf.tasks.values():
+        if not task.has_state(TaskState.FINISHED_MASK) and task.children == []:
+            deepest = max(deepest, task.depth)
+    return deepest
 
 
 def _has_timer_waits(wf: BpmnWorkflow) -> bool:

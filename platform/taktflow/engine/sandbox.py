@@ -1553,7 +1553,34 @@ def check_source(source: str, mode: Literal["exec", "eval"]) -> str | None:
     if mode not in ("exec", "eval"):
         raise ValueError(f"mode must be 'exec' or 'eval', not {mode!r}")
     result = _compile(source, mode)
-    return result.message if isinstance(result, _Refusal) else None
+    if isinstance(result, _Refusal):
+        return result.message
+    return _static_refusal(source, mode)
+
+
+def _static_refusal(source: str, mode: str) -> str | None:
+    """What the runtime guards would refuse and can be seen without running: imports of
+    modules scripts may not use, and calls of builtins that are not available."""
+    tree = ast.parse(source if mode == "exec" else source.strip(), mode=mode)
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [(node.module or "").split(".")[0]] if not node.level else ["."]
+        for name in names:
+            if name not in _MODULES:
+                return (
+                    f"line {node.lineno}: import of {name!r} is not allowed in scripts "
+                    f"(available: {_ALLOWED_IMPORTS})"
+                )
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _FORBIDDEN
+        ):
+            return f"line {node.lineno}: {node.func.id}() is not available in scripts"
+    return None
 
 
 # ---------------------------------------------------------------- running

@@ -118,5 +118,6 @@ def render_instructions(template: str | None, data: Mapping[str, Any]) -> str | 
         return None
     try:
         return _template(template).render(**data)
-    except TemplateError as exc:
-        return f"{template}\n\n(instructions could not be rendered: {exc})"
+    except Exception as exc:  # noqa: BLE001 - task data can make any template expression fail
+        reason = exc.message if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
+        return f"{template}\n\n(instructions could not be rendered: {reason})"

@@ -9,7 +9,7 @@ cached spec objects of its version.
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, time
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -63,6 +63,14 @@ def _build_registry(specless: bool) -> Any:
     registry.register(
         date, lambda v: {"value": v.isoformat()}, lambda d: date.fromisoformat(d["value"])
     )
+    registry.register(
+        time, lambda v: {"value": v.isoformat()}, lambda d: time.fromisoformat(d["value"])
+    )
+    if specless:
+        # Keep sets as sets across a save and a load (JSON alone cannot hold them), so that a
+        # workflow behaves the same whether it comes from the cache or from the database.
+        registry.register(set, lambda v: {"value": list(v)}, lambda d: set(d["value"]))
+        registry.register(frozenset, lambda v: {"value": list(v)}, lambda d: frozenset(d["value"]))
     return registry
 
 
