@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from taktflow.config import ConfigError
 from taktflow.errors import BadRequest, DefinitionError, TaktflowError
+from taktflow.process import tune_for_service
 
 EXIT_CONFIG = 6
 EXIT_SCHEMA = 7
@@ -541,6 +542,7 @@ def worker(engine: Any, once: bool, interval: float | None, *, as_json: bool) ->
         return
     config = current_app.config["TAKTFLOW"]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    tune_for_service()
     click.echo(
         f"taktflow worker running (interval {interval or config.worker_interval_seconds}"
         " s); Ctrl+C stops it",
@@ -568,6 +570,7 @@ def serve(engine: Any, host: str, port: int, threads: int, *, as_json: bool) -> 
     except ConfigError as exc:
         raise CliError(f"configuration error: {exc}", EXIT_CONFIG) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    tune_for_service()
     stop = threading.Event()
     if config.embedded_worker:
         thread = threading.Thread(

@@ -16,11 +16,13 @@ from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, TaskConverter
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.spiff.serializer import DEFAULT_CONFIG as SPIFF_CONFIG
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
 
 #: Stored with every instance row, so old rows can be migrated after a library upgrade.
 SERIALIZER_VERSION = SPIFF_SERIALIZER_VERSION
@@ -53,10 +55,44 @@ class _SpeclessWorkflowConverter(BpmnWorkflowConverter):
         return workflow
 
 
-def _build_registry(specless: bool) -> Any:
+#: Attribute on a (sub)workflow object holding its cache of converted completed tasks.
+_CACHE_ATTR = "_taktflow_task_dicts"
+
+
+class _CachingTaskConverter(TaskConverter):
+    """Reuses the converted form of tasks that can no longer change.
+
+    A step adds a few tasks to an instance's tree but rewrites all of it; converting every
+    task again (including a deep comparison of its data with its parent's) made the cost of
+    one step grow with the instance's history. A COMPLETED task whose parent is COMPLETED
+    keeps its data, its data delta and its place; its entry is reused while its state
+    change time, its number of children and its trigger flag are unchanged (a reset, a new
+    child or a re-run changes one of them). The cache lives on the workflow object, so a
+    workflow loaded from the database starts without it.
+    """
+
+    def to_dict(self, task: Task) -> dict[str, Any]:
+        parent = task.parent
+        if task.state != TaskState.COMPLETED or parent is None:
+            return super().to_dict(task)
+        if parent.state != TaskState.COMPLETED:
+            return super().to_dict(task)
+        key = (task.last_state_change, len(task._children), task.triggered)
+        cache = task.workflow.__dict__.setdefault(_CACHE_ATTR, {})
+        hit = cache.get(task.id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        dct = super().to_dict(task)
+        cache[task.id] = (key, dct)
+        return dct
+
+
+def _build_registry(specless: bool, cache_tasks: bool = True) -> Any:
     config = dict(SPIFF_CONFIG)
     if specless:
         config[BpmnWorkflow] = _SpeclessWorkflowConverter
+        if cache_tasks:
+            config[Task] = _CachingTaskConverter
     registry = BpmnWorkflowSerializer.configure(config)
     # Task data may hold Decimals (money, quantities) and dates from scripts and actions.
     registry.register(Decimal, lambda v: {"value": str(v)}, lambda d: Decimal(d["value"]))
@@ -77,8 +113,10 @@ def _build_registry(specless: bool) -> Any:
 class WorkflowSerializer:
     """Dumps and loads workflows (without spec) and specs (on their own), as JSON text."""
 
-    def __init__(self) -> None:
-        self._workflow = BpmnWorkflowSerializer(_build_registry(specless=True))
+    def __init__(self, *, cache_tasks: bool = True) -> None:
+        self._workflow = BpmnWorkflowSerializer(
+            _build_registry(specless=True, cache_tasks=cache_tasks)
+        )
         self._spec_registry = _build_registry(specless=False)
 
     def dumps(self, workflow: BpmnWorkflow) -> str:
