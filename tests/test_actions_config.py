@@ -42,10 +42,13 @@ def test_action_module_registers_actions(
         }
     )
     engine = workflow_engine(app)
-    assert "test.scale" in engine.actions.names()
-    [deployed] = engine.deploy_paths([SERVICE_BPMN])
-    assert deployed["changed"] is True
-    sys.modules.pop("plant_actions", None)
+    try:
+        assert "test.scale" in engine.actions.names()
+        [deployed] = engine.deploy_paths([SERVICE_BPMN])
+        assert deployed["changed"] is True
+    finally:
+        sys.modules.pop("plant_actions", None)
+        engine.bind.dispose()
 
 
 @pytest.mark.parametrize(

@@ -982,7 +982,10 @@ def test_serve_refuses_production_without_a_secret_key(
 
 def test_serve_hands_the_app_to_waitress(tf: Taktflow, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Any] = []
+    tuned: list[bool] = []
     monkeypatch.setattr("waitress.serve", lambda *a, **kw: calls.append((a, kw)))
+    # The server's garbage-collector settings must not leak into the test process.
+    monkeypatch.setattr("taktflow.cli.tune_for_service", lambda: tuned.append(True))
 
     result = tf(
         "serve",
@@ -996,6 +999,7 @@ def test_serve_hands_the_app_to_waitress(tf: Taktflow, monkeypatch: pytest.Monke
     ((args, kwargs),) = calls
     assert args[0].name == "taktflow.app"
     assert kwargs == {"host": "127.0.0.1", "port": 5099, "threads": 8}
+    assert tuned == [True]
 
 
 # ---------------------------------------------------------------------- the installed script

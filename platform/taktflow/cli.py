@@ -78,9 +78,21 @@ def _app(ctx: click.Context) -> Flask:
                 if state.get("database_url"):
                     overrides["database_url"] = state["database_url"]
                 state["app"] = create_app(overrides or None)
+                state["created_app"] = True
             except ConfigError as exc:
                 raise CliError(f"configuration error: {exc}", EXIT_CONFIG) from None
     return state["app"]
+
+
+def _release(ctx: click.Context) -> None:
+    """Close the database connections of an app this command created (not flask's own)."""
+    state = ctx.ensure_object(dict)
+    app = state.pop("app", None)
+    if app is not None and state.pop("created_app", False):
+        from taktflow.db import db
+
+        with app.app_context():
+            db.engine.dispose()
 
 
 def _same_database(configured: str, wanted: str) -> bool:
@@ -153,6 +165,8 @@ def command(
                     as_json,
                     None,
                 )
+            finally:
+                _release(ctx)
 
         return group.command(name)(run)
 
