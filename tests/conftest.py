@@ -85,10 +85,8 @@ def postgres_base_url() -> str | None:
     main = os.environ.get("TAKTFLOW_TEST_DATABASE_URL", "")
     if main.startswith("postgresql"):
         return main
-    explicit = os.environ.get("TAKTFLOW_TEST_POSTGRES_URL")
-    if explicit:
-        return explicit
-    return DEFAULT_POSTGRES_URL if _pg_reachable(DEFAULT_POSTGRES_URL) else None
+    url = os.environ.get("TAKTFLOW_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+    return url if _pg_reachable(url) else None
 
 
 def _with_schema(url: str, schema: str) -> str:
