@@ -173,6 +173,12 @@ def command(
     return decorate
 
 
+def _service_logging() -> None:
+    """Log lines for long-running commands; the health check's schema look-up stays quiet."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def _debug_traceback() -> None:
     if os.environ.get("TAKTFLOW_DEBUG") == "1":
         traceback.print_exc()
@@ -555,7 +561,7 @@ def worker(engine: Any, once: bool, interval: float | None, *, as_json: bool) ->
         )
         return
     config = current_app.config["TAKTFLOW"]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _service_logging()
     tune_for_service()
     click.echo(
         f"taktflow worker running (interval {interval or config.worker_interval_seconds}"
@@ -583,7 +589,7 @@ def serve(engine: Any, host: str, port: int, threads: int, *, as_json: bool) -> 
         config.require_secret_key()
     except ConfigError as exc:
         raise CliError(f"configuration error: {exc}", EXIT_CONFIG) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _service_logging()
     tune_for_service()
     stop = threading.Event()
     if config.embedded_worker:
