@@ -74,10 +74,7 @@ class DeploymentMixin(_Base):
                         _deployed("decision", d.decision_id, latest.version, d.file, False)
                     )
                     continue
-                version = (latest.version + 1) if latest else 1
-                if latest is not None:
-                    latest.is_latest = False
-                    s.flush()
+                version = _supersede(latest)
                 s.add(
                     m.DecisionVersion(
                         decision_id=d.decision_id,
@@ -173,10 +170,7 @@ class DeploymentMixin(_Base):
         content_hash = p.content_hash
         if latest is not None and latest.content_hash == content_hash:
             return _deployed("process", p.process_id, latest.version, p.file, False)
-        version = latest.version + 1 if latest else 1
-        if latest is not None:
-            latest.is_latest = False
-            s.flush()
+        version = _supersede(latest)
         s.add(
             m.ProcessVersion(
                 process_id=p.process_id,
@@ -272,3 +266,11 @@ def _version_dict(v: m.ProcessVersion) -> dict:
         "decisions": json.loads(v.decisions),
         "starts": json.loads(v.message_starts),
     }
+
+
+def _supersede(latest: m.ProcessVersion | m.DecisionVersion | None) -> int:
+    """Retire the current latest version (if any); return the number of the next one."""
+    if latest is None:
+        return 1
+    latest.is_latest = False
+    return latest.version + 1

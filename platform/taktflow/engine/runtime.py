@@ -84,6 +84,10 @@ MAX_TREE_DEPTH = SPIFF_MAX_DEPTH - 20
 CONFLICT_MESSAGE = "the instance was changed by someone else meanwhile; reload it and try again"
 
 
+class _KeyReused(Conflict):
+    """An idempotency key came back with another event: the caller's mistake, not a race."""
+
+
 class _StaleInstance(Exception):
     """The optimistic lock check failed: another writer saved the instance first."""
 
@@ -958,9 +962,9 @@ class WorkflowEngine(DeploymentMixin):
                     result = self._dispatch_row(unit, message_id)
                     assert result is not None  # inserted in this very transaction
                     return result
-        except Conflict as exc:
-            if "idempotency key" in exc.message:
-                raise
+        except _KeyReused:
+            raise
+        except Conflict:
             log.info("%s %r met a concurrent change; stored for the worker", kind, name)
         except Exception:  # noqa: BLE001 - store it alone; the worker retries the delivery
             log.exception("delivering %s %r failed; stored for the worker", kind, name)
@@ -968,7 +972,7 @@ class WorkflowEngine(DeploymentMixin):
             result = self.delivery(duplicate_of)
             result.duplicate = True
             return result
-        message_id, duplicate = self.store_event(kind, name, **_store_args(values))
+        message_id, duplicate = self._store(values)
         result = self.delivery(message_id)
         result.duplicate = duplicate
         return result
@@ -988,7 +992,11 @@ class WorkflowEngine(DeploymentMixin):
         Returns (inbox id, True if the idempotency key was already there). Connectors use this
         to make an event durable before they acknowledge it to their source.
         """
-        values = self._event_values(kind, name, correlation, data, idempotency_key, source)
+        return self._store(
+            self._event_values(kind, name, correlation, data, idempotency_key, source)
+        )
+
+    def _store(self, values: Mapping[str, Any]) -> tuple[int, bool]:
         with self._unit() as unit:
             message_id = self._insert_inbox(unit, **values)
             if message_id is not None:
@@ -1054,7 +1062,7 @@ class WorkflowEngine(DeploymentMixin):
             )
         ).one()
         if existing.kind != values["kind"] or existing.name != values["name"]:
-            raise Conflict(
+            raise _KeyReused(
                 f"idempotency key {values['idempotency_key']!r} was already used for "
                 f"{existing.kind} {existing.name!r}"
             )
@@ -1376,15 +1384,6 @@ def _is_serialization_failure(exc: OperationalError) -> bool:
     """PostgreSQL refused a write that raced another transaction (treat as a conflict)."""
     code = getattr(exc.orig, "sqlstate", None)
     return code in ("40001", "40P01")
-
-
-def _store_args(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "correlation": values["correlation"],
-        "data": values["payload"],
-        "idempotency_key": values["idempotency_key"],
-        "source": values["source"],
-    }
 
 
 def _summary(row: InstanceRow, version: int | None) -> dict:
