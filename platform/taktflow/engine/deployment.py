@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from taktflow.engine import models as m
 from taktflow.engine.definitions import (
     DefinitionParser,
+    ParsedDecision,
     ParsedProcess,
     SourceFile,
     read_paths,
@@ -63,32 +64,10 @@ class DeploymentMixin(_Base):
             results: list[dict] = []
             changed_decisions: set[str] = set()
             for d in decisions:
-                latest = s.scalar(
-                    select(m.DecisionVersion).where(
-                        m.DecisionVersion.decision_id == d.decision_id,
-                        m.DecisionVersion.is_latest.is_(True),
-                    )
-                )
-                if latest is not None and latest.content_hash == d.file.sha256:
-                    results.append(
-                        _deployed("decision", d.decision_id, latest.version, d.file, False)
-                    )
-                    continue
-                version = _supersede(latest)
-                s.add(
-                    m.DecisionVersion(
-                        decision_id=d.decision_id,
-                        version=version,
-                        name=d.name,
-                        file_name=d.file.name,
-                        content_hash=d.file.sha256,
-                        source=d.file.text,
-                        is_latest=True,
-                        deployed_at=unit.now,
-                    )
-                )
-                changed_decisions.add(d.decision_id)
-                results.append(_deployed("decision", d.decision_id, version, d.file, True))
+                entry = self._store_decision(unit, d)
+                if entry["changed"]:
+                    changed_decisions.add(d.decision_id)
+                results.append(entry)
             s.flush()
             batch_ids = {p.process_id for p in processes}
             processes = processes + self._dependents(s, changed_decisions, batch_ids)
@@ -159,6 +138,31 @@ class DeploymentMixin(_Base):
             return []
         parsed, _ = self._parser(s).parse(list(wanted.values()))
         return [p for p in parsed if p.process_id in pids]
+
+    def _store_decision(self, unit: Any, d: ParsedDecision) -> dict:
+        s = unit.session
+        latest = s.scalar(
+            select(m.DecisionVersion).where(
+                m.DecisionVersion.decision_id == d.decision_id,
+                m.DecisionVersion.is_latest.is_(True),
+            )
+        )
+        if latest is not None and latest.content_hash == d.file.sha256:
+            return _deployed("decision", d.decision_id, latest.version, d.file, False)
+        version = _supersede(latest)
+        s.add(
+            m.DecisionVersion(
+                decision_id=d.decision_id,
+                version=version,
+                name=d.name,
+                file_name=d.file.name,
+                content_hash=d.file.sha256,
+                source=d.file.text,
+                is_latest=True,
+                deployed_at=unit.now,
+            )
+        )
+        return _deployed("decision", d.decision_id, version, d.file, True)
 
     def _store_version(self, unit: Any, p: ParsedProcess, actor: str | None) -> dict:
         s = unit.session
