@@ -27,6 +27,7 @@ from taktflow.engine.actions import ActionRegistry, builtin_actions
 from taktflow.engine.clock import ManualClock
 from taktflow.engine.runtime import WorkflowEngine
 from taktflow.engine.sandbox import Limits
+from taktflow.yamlflow import COMPILERS
 
 STRICT = os.environ.get("TAKTFLOW_STRICT") == "1"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -210,6 +211,7 @@ def make_engine(
     bind: Engine, clock: ManualClock, actions: ActionRegistry, **kw: Any
 ) -> WorkflowEngine:
     kw.setdefault("script_limits", Limits(max_cpu_s=1.0))
+    kw.setdefault("compilers", COMPILERS)
     return WorkflowEngine(bind, clock=clock, actions=actions, **kw)
 
 

@@ -19,6 +19,7 @@ from taktflow.db import db, engine_options
 from taktflow.engine.actions import ActionRegistry, builtin_actions
 from taktflow.engine.runtime import WorkflowEngine
 from taktflow.engine.sandbox import Limits
+from taktflow.yamlflow import COMPILERS
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 ENGINE_KEY = "taktflow.engine"
@@ -77,6 +78,7 @@ def build_engine(config: Config, bind: Any) -> WorkflowEngine:
         message_ttl=timedelta(seconds=config.message_ttl_seconds),
         script_limits=Limits(max_cpu_s=config.script_cpu_seconds),
         cache_size=config.workflow_cache_size,
+        compilers=COMPILERS,
     )
 
 

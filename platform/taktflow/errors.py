@@ -95,16 +95,20 @@ class DefinitionProblem:
         *,
         element: str | None = None,
         line: int | None = None,
+        column: int | None = None,
     ) -> None:
         self.file = file
         self.reason = reason
         self.element = element
         self.line = line
+        self.column = column
 
     def __str__(self) -> str:
         where = self.file
         if self.line:
             where += f":{self.line}"
+            if self.column:
+                where += f":{self.column}"
         if self.element:
             where += f": element {self.element!r}"
         return f"{where}: {self.reason}"
@@ -113,6 +117,7 @@ class DefinitionProblem:
         return {
             "file": self.file,
             "line": self.line,
+            "column": self.column,
             "element": self.element,
             "reason": self.reason,
         }

@@ -57,6 +57,10 @@ class SourceFile:
     text: str
     kind: str
     origin: str | None = None
+    #: The text of the file this one was compiled from (e.g. the YAML workflow).
+    origin_text: str | None = None
+    #: Element id -> line in the origin file, for reporting problems where the author looks.
+    positions: dict[str, int] | None = None
 
     @property
     def sha256(self) -> str:
@@ -339,6 +343,11 @@ class DefinitionParser:
                 starts=_starts(spec),
                 extra_hash=[f"{d}={decision_files[d].sha256}" for d in used if d in decision_files],
             )
+            if file.origin_text is not None:
+                # Edits to the YAML that compile to the same BPMN still make a new version,
+                # so the version always holds the YAML it was deployed from.
+                origin_hash = hashlib.sha256(file.origin_text.encode("utf-8")).hexdigest()
+                process.extra_hash.append(f"origin:{origin_hash}")
             for element_id, called_id in ((v, k) for k, v in called.items()):
                 called_anywhere.add(called_id)
                 process.extra_hash.append(f"calls:{called_id}@{element_id}")
@@ -358,7 +367,7 @@ class DefinitionParser:
                         )
                     )
         if problems:
-            raise DefinitionError(problems)
+            raise DefinitionError(_locate(problems, files))
         return parsed, decisions
 
     def _walk(
@@ -459,6 +468,23 @@ class DefinitionParser:
                     )
                 )
         return problems
+
+
+def _locate(problems: list[DefinitionProblem], files: list[SourceFile]) -> list[DefinitionProblem]:
+    """Problems in compiled files point at the line of the step in the file they came from."""
+    compiled = {f.name: f for f in files if f.positions is not None}
+    for problem in problems:
+        source = compiled.get(problem.file)
+        if source is None:
+            continue
+        if problem.element and source.positions and problem.element in source.positions:
+            problem.line = source.positions[problem.element]
+        elif problem.line is not None:
+            # A line of the generated XML means nothing in the YAML file: say where it was.
+            problem.reason += f" (line {problem.line} of the compiled {source.kind.upper()})"
+            problem.line = None
+        problem.file = source.origin or problem.file
+    return problems
 
 
 def _call_sites(process: ParsedProcess) -> list[tuple[str, str]]:
