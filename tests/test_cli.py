@@ -464,7 +464,7 @@ def test_deploy_problems_with_paths_exit_2(tf: Taktflow, ok: Callable[..., Any],
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"error: {missing}: no such file or folder",
-        f"error: {text}: unsupported file type '.txt' (expected .bpmn, .dmn)",
+        f"error: {text}: unsupported file type '.txt' (expected .bpmn, .dmn, .yaml, .yml)",
     ]
     assert ok("processes") == []
 
