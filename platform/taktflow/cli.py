@@ -284,6 +284,122 @@ def deploy(engine: Any, paths: tuple[str, ...], user: str | None, *, as_json: bo
     _emit(out, as_json, human)
 
 
+def offline_command(group: click.Group, name: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """A command that works on files only: no database, no app; same --json and errors."""
+
+    def decorate(func: Callable[..., Any]) -> click.Command:
+        @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+        @wraps(func)
+        def run(*args: Any, as_json: bool, **kwargs: Any) -> None:
+            from taktflow.config import Config
+
+            try:
+                config = Config.from_env()
+            except ConfigError as exc:
+                _fail(f"configuration error: {exc}", EXIT_CONFIG, as_json, None)
+            try:
+                func(config, *args, as_json=as_json, **kwargs)
+            except DefinitionError as exc:
+                if as_json:
+                    click.echo(json.dumps(exc.to_dict(), indent=2))
+                for problem in exc.problems:
+                    click.echo(f"error: {problem}", err=True)
+                sys.exit(exc.exit_status)
+            except TaktflowError as exc:
+                _fail(exc.message, exc.exit_status, as_json, exc.to_dict())
+            except ConfigError as exc:
+                _fail(f"configuration error: {exc}", EXIT_CONFIG, as_json, None)
+            except Exception as exc:  # noqa: BLE001 - one line for the user; details on demand
+                _debug_traceback()
+                _fail(
+                    f"internal error: {type(exc).__name__}: {exc} "
+                    "(set TAKTFLOW_DEBUG=1 for the traceback)",
+                    EXIT_INTERNAL,
+                    as_json,
+                    None,
+                )
+
+        return group.command(name)(run)
+
+    return decorate
+
+
+@offline_command(cli, "compile")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="BPMN file to write (default: FILE with .bpmn; '-' for standard output).",
+)
+def compile_(config: Any, file: str, output: str | None, *, as_json: bool) -> None:
+    """Compile a YAML workflow to BPMN 2.0 (and DMN files for its inline decision tables).
+
+    DMN files are written next to the BPMN file as NAME.DECISION_ID.dmn.
+    """
+    from pathlib import Path
+
+    from taktflow.yamlflow import compile_text
+
+    source = Path(file)
+    if source.suffix.lower() not in (".yaml", ".yml"):
+        raise BadRequest(f"{file}: expected a .yaml or .yml workflow file")
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    compiled = compile_text(file, text)
+    target = Path(output) if output and output != "-" else source.with_suffix(".bpmn")
+    written: list[str] = []
+    if output == "-":
+        sys.stdout.write(compiled.bpmn)
+    else:
+        target.write_text(compiled.bpmn, encoding="utf-8")
+        written.append(str(target))
+    for decision_id, xml in sorted(compiled.dmn.items()):
+        dmn_path = target.with_name(f"{target.stem}.{decision_id}.dmn")
+        dmn_path.write_text(xml, encoding="utf-8")
+        written.append(str(dmn_path))
+    result = {"process_id": compiled.process_id, "files": written}
+    if output == "-" and not as_json:
+        for path in written:
+            click.echo(f"wrote {path}", err=True)
+        return
+    _emit(result, as_json, lambda r: "\n".join(f"wrote {p}" for p in r["files"]))
+
+
+@offline_command(cli, "lint")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--strict", is_flag=True, help="Exit non-zero on warnings too, not only on errors.")
+def lint(config: Any, paths: tuple[str, ...], strict: bool, *, as_json: bool) -> None:
+    """Check workflow files (.yaml, .bpmn, .dmn) and folders without deploying them.
+
+    Without PATHS, lints the workflows folder. Exit status 1 when there are errors (or, with
+    --strict, warnings).
+    """
+    from taktflow.app import build_actions
+    from taktflow.lint import lint_paths
+
+    report = lint_paths(
+        paths or (config.workflows_path,),
+        actions=build_actions(config),
+        workflows_path=config.workflows_path,
+        forms_path=config.forms_path,
+        roles=config.role_names,
+    )
+
+    def human(r: Any) -> str:
+        lines = [str(f) for f in report.findings]
+        lines.append(
+            f"{len(report.files)} file(s): {report.errors} error(s), {report.warnings} warning(s)"
+        )
+        return "\n".join(lines)
+
+    _emit(report.to_dict(), as_json, human)
+    if report.errors or (strict and report.warnings):
+        sys.exit(1)
+
+
 def _decision_keys(r: dict) -> dict:
     return {"decision_id": r["decision_id"]} if r.get("decision_id") else {}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -63,6 +64,22 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
+def _roles(name: str, raw: str) -> str:
+    names = [part.strip() for part in raw.split(",") if part.strip()]
+    if not names:
+        raise ConfigError(f"{PREFIX}{name}={raw!r}: expected comma-separated role names")
+    for role in names:
+        if not re.match(r"^[a-z][a-z0-9_]*$", role):
+            raise ConfigError(
+                f"{PREFIX}{name}={raw!r}: role {role!r} must be lower-case letters, digits, _"
+            )
+    return ",".join(names)
+
+
+#: Roles every installation has; a site may add its own with TAKTFLOW_ROLES.
+DEFAULT_ROLES = "operator,planner,quality,supervisor,manager,director,engineer,admin"
+
+
 @dataclass
 class Config:
     """The application's settings. Field names map to TAKTFLOW_<NAME> environment variables."""
@@ -89,6 +106,11 @@ class Config:
     workflows_path: str = "workflows"
     #: Comma-separated Python modules whose `register_actions(registry)` adds service actions.
     action_modules: str = ""
+    #: Folder of form definitions (forms/<name>.yaml), checked by `taktflow lint`.
+    forms_path: str = "forms"
+    #: Comma-separated role names. A workflow lane is a role: lanes holding user tasks must
+    #: name one of these.
+    roles: str = DEFAULT_ROLES
 
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -163,6 +185,10 @@ class Config:
             )
 
     @property
+    def role_names(self) -> list[str]:
+        return [part for part in self.roles.split(",") if part]
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -179,4 +205,6 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "embedded_worker": _bool,
     "workflows_path": _text,
     "action_modules": _text,
+    "forms_path": _text,
+    "roles": _roles,
 }

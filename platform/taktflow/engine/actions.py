@@ -33,6 +33,20 @@ PARAM_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+class BusinessError(Exception):
+    """An expected outcome an action reports instead of a result (e.g. "shortage").
+
+    A workflow catches it by code with an error handler on the step (`on_error` in YAML, an
+    error boundary event in BPMN) and follows that path. Without a handler the step fails
+    like any other action error.
+    """
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message or code
+
+
 @dataclass(frozen=True)
 class Param:
     """One declared parameter of an action."""

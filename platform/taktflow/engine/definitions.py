@@ -24,11 +24,12 @@ from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEv
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity, SubWorkflowTask
-from SpiffWorkflow.spiff.parser import VALIDATOR, SpiffBpmnParser
+from SpiffWorkflow.spiff.parser import VALIDATOR
 from SpiffWorkflow.spiff.specs.defaults import ServiceTask
 
 from taktflow.engine.actions import ActionRegistry
 from taktflow.engine.sandbox import check_source
+from taktflow.engine.specs import TaktflowBpmnParser
 from taktflow.errors import DefinitionError, DefinitionProblem
 
 BPMN = "bpmn"
@@ -228,7 +229,7 @@ class DefinitionParser:
         """Check and parse a batch; raise DefinitionError listing every problem found,
         including `problems` already found while reading the files."""
         problems = list(problems or [])
-        parser = SpiffBpmnParser(validator=VALIDATOR if self.validate_xsd else None)
+        parser = TaktflowBpmnParser(validator=VALIDATOR if self.validate_xsd else None)
         decisions: list[ParsedDecision] = []
         decision_files: dict[str, SourceFile] = {}
         # process id -> (file, <process> element)
@@ -372,7 +373,7 @@ class DefinitionParser:
 
     def _walk(
         self,
-        parser: SpiffBpmnParser,
+        parser: TaktflowBpmnParser,
         spec: BpmnProcessSpec,
         embedded: dict[str, BpmnProcessSpec],
         called: dict[str, str],

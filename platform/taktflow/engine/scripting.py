@@ -20,7 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment as JinjaSandbox
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from sqlalchemy.orm import Session
 
-from taktflow.engine.actions import ActionContext, ActionRegistry, to_json
+from taktflow.engine.actions import ActionContext, ActionRegistry, BusinessError, to_json
 from taktflow.engine.sandbox import Limits, SandboxedEnvironment, SandboxedScriptEngine
 
 
@@ -97,6 +97,8 @@ class TaktflowScriptEngine(SandboxedScriptEngine):
             with context.session.begin_nested():
                 result = action.func(action_context, **values)
             return to_json(result)
+        except BusinessError:
+            raise  # an expected outcome: TaktflowServiceTask routes it to the step's handler
         except Exception as exc:
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             raise WorkflowTaskException(

@@ -21,8 +21,11 @@ from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.spiff.serializer import DEFAULT_CONFIG as SPIFF_CONFIG
+from SpiffWorkflow.spiff.specs.defaults import ServiceTask
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
+
+from taktflow.engine.specs import TaktflowServiceTask
 
 #: Stored with every instance row, so old rows can be migrated after a library upgrade.
 SERIALIZER_VERSION = SPIFF_SERIALIZER_VERSION
@@ -89,6 +92,7 @@ class _CachingTaskConverter(TaskConverter):
 
 def _build_registry(specless: bool, cache_tasks: bool = True) -> Any:
     config = dict(SPIFF_CONFIG)
+    config[TaktflowServiceTask] = config[ServiceTask]
     if specless:
         config[BpmnWorkflow] = _SpeclessWorkflowConverter
         if cache_tasks:

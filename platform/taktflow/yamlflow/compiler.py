@@ -440,6 +440,11 @@ class _Compiler:
                 step.key_pos.get(first, pos),
             )
         if len(kinds) > 1:
+            # A kind's name may also be a key of another kind (for_each has `parallel:`):
+            # the step's first key decides.
+            first = next(iter(step))
+            if first in kinds and all(k in lang.STEPS[first] for k in kinds):
+                return first
             raise _Problem(
                 f"step has both {kinds[0]!r} and {kinds[1]!r}: a step does one thing; "
                 "split it into two steps",
@@ -763,6 +768,13 @@ class _Compiler:
         params = {}
         for name, value in (step.get("params") or {}).items():
             params[name] = self._expr(where, f"params.{name}", value, step["params"].at(name))
+        if step["action"] in self.used_ids:
+            # SpiffWorkflow finds elements by id, and the action's name is an id in the XML.
+            raise _Problem(
+                f"{where}: action {step['action']!r} has the same name as a step id or the "
+                "process id; rename that step (id: ...)",
+                step.at("action"),
+            )
         node = self._node(scope, step_id, "serviceTask", title, pos)
         node.body = _service_body(step["action"], params, step.get("result"))
         return self._activity(step, node, where, scope)
@@ -892,8 +904,9 @@ class _Compiler:
             parts.append(
                 (self._steps(branch.get("steps") or Seq(), scope), condition, label, False)
             )
-        if "otherwise" in step:
-            parts.append((self._steps(step["otherwise"] or Seq(), scope), None, "otherwise", True))
+        # Without `otherwise`, the workflow goes on after the choose when no condition holds.
+        otherwise = step.get("otherwise") or Seq()
+        parts.append((self._steps(otherwise, scope), None, "otherwise", True))
         return self._fork(split, parts, "exclusiveGateway", where, pos, scope)
 
     def _step_parallel(
@@ -1159,12 +1172,15 @@ class _Compiler:
         for node in scope.nodes:
             if node.inner is not None:
                 self._check_can_end(node.inner)
-            if id(node) not in can_end and node.pos is not None:
-                raise _Problem(
-                    f'step "{node.name or node.id}" can never reach an end: it loops back '
-                    "(goto) with no way out",
-                    node.pos,
-                )
+        stuck = [n for n in scope.nodes if id(n) not in can_end and n.pos is not None]
+        steps = [n for n in stuck if n.id in self.steps] or stuck
+        if steps:
+            node = min(steps, key=lambda n: (n.pos.line, n.pos.column))  # type: ignore[union-attr]
+            raise _Problem(
+                f'step "{node.id}" can never reach an end: every path from it loops back '
+                "(goto) with no way out; add a branch that continues or ends",
+                node.pos,
+            )
 
     def _assign_lanes(self, scope: Scope) -> None:
         """Automated steps, gateways and events are drawn in the lane of the step that leads

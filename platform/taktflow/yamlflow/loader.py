@@ -46,9 +46,11 @@ class YamlProblem(Exception):
 class Map(dict[str, Any]):
     """A mapping that remembers where it and each of its keys and values are."""
 
-    pos: Pos
-    key_pos: dict[str, Pos]
-    value_pos: dict[str, Pos]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pos = Pos(1, 1)
+        self.key_pos: dict[str, Pos] = {}
+        self.value_pos: dict[str, Pos] = {}
 
     def at(self, key: str) -> Pos:
         """Where the value of `key` is (or the mapping itself when the key is absent)."""
@@ -58,8 +60,10 @@ class Map(dict[str, Any]):
 class Seq(list[Any]):
     """A list that remembers where it and each of its items are."""
 
-    pos: Pos
-    item_pos: list[Pos]
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.pos = Pos(1, 1)
+        self.item_pos: list[Pos] = [self.pos] * len(self)
 
 
 class _Resolver(yaml.resolver.BaseResolver):

@@ -1,0 +1,188 @@
+"""`taktflow lint`: check workflow files (.yaml, .bpmn, .dmn) without deploying anything.
+
+A lint run reports every problem it can find, each with file, line (or element id) and
+severity, in three passes:
+
+1. reading: YAML files are compiled (a YAML problem stops only that file);
+2. deploy checks: exactly what `taktflow deploy` would refuse (XSD, parser, scripts,
+   expressions, templates, service actions and their parameters);
+3. design checks (lint.bpmn_checks / lint.dmn_checks): paths that never end, unreachable
+   steps, gateways without a default, unknown forms, roles, processes and decisions,
+   messages nothing sends, decision tables the engine would silently get wrong.
+
+References resolve against the linted files plus the workflows folder, so linting one file
+of a folder still knows the processes and decisions of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from taktflow.engine.actions import ActionRegistry
+from taktflow.engine.definitions import BPMN, DMN, DefinitionParser, SourceFile, read_paths
+from taktflow.errors import DefinitionError, DefinitionProblem
+from taktflow.lint.bpmn_checks import check_bpmn, defined_names
+from taktflow.lint.dmn_checks import check_dmn, decision_ids
+from taktflow.lint.findings import ERROR, WARNING, Finding, LintContext
+from taktflow.yamlflow import COMPILERS
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
+FORM_SUFFIXES = (".yaml", ".yml")
+
+__all__ = ["ERROR", "WARNING", "Finding", "LintContext", "LintReport", "lint_paths"]
+
+
+@dataclass
+class LintReport:
+    findings: list[Finding] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for f in self.findings if f.severity == ERROR)
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for f in self.findings if f.severity == WARNING)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def lint_paths(
+    paths: Iterable[str | Path],
+    *,
+    actions: ActionRegistry | None = None,
+    workflows_path: str | Path | None = None,
+    forms_path: str | Path | None = None,
+    roles: Iterable[str] | None = None,
+) -> LintReport:
+    """Lint files and folders. `None` for forms/roles/actions means: do not check those."""
+    report = LintReport()
+    problems: list[DefinitionProblem] = []
+    files = read_paths(paths, COMPILERS, problems)
+    report.findings.extend(_from_problem(p, "read") for p in problems)
+    report.files = sorted({f.origin or f.name for f in files} | {p.file for p in problems})
+
+    context = LintContext(
+        forms=_forms(forms_path) if forms_path is not None else None,
+        roles=set(roles) if roles is not None else None,
+        actions=set(actions.names()) if actions is not None else None,
+    )
+    roots: list[tuple[SourceFile, Any]] = []
+    for file in files:
+        try:
+            root = etree.fromstring(file.text.encode("utf-8"), _PARSER)
+        except etree.XMLSyntaxError:
+            continue  # the deploy checks below report it with its line
+        roots.append((file, root))
+    # What exists: the linted files, plus everything in the workflows folder.
+    universe = list(roots)
+    if workflows_path is not None and Path(workflows_path).is_dir():
+        linted = {Path(f.origin or f.name).resolve() for f in files}
+        extra_problems: list[DefinitionProblem] = []
+        extra = [
+            f
+            for f in read_paths([workflows_path], COMPILERS, extra_problems)
+            if Path(f.origin or f.name).resolve() not in linted
+        ]
+        for file in extra:
+            try:
+                universe.append((file, etree.fromstring(file.text.encode("utf-8"), _PARSER)))
+            except etree.XMLSyntaxError:
+                continue
+    decision_files: dict[str, SourceFile] = {}
+    for file, root in universe:
+        if file.kind == BPMN:
+            names = defined_names(root)
+            context.processes |= names["processes"]
+            context.sent_messages |= names["messages_sent"]
+        elif file.kind == DMN:
+            for did in decision_ids(root):
+                context.decisions.add(did)
+                decision_files.setdefault(did, file)
+
+    design: list[Finding] = []
+    for file, root in roots:
+        found = check_bpmn(file.name, root, context) if file.kind == BPMN else []
+        if file.kind == DMN:
+            found = check_dmn(file.name, root)
+        design.extend(_locate(f, file) for f in found)
+
+    # The deploy checks, without the reference checks the design checks already make.
+    parser = DefinitionParser(
+        actions=actions,
+        deployed_decisions=lambda ids: {d: decision_files[d] for d in ids if d in decision_files},
+        deployed_processes=lambda ids: set(ids),
+    )
+    flagged = {(f.file, f.element) for f in design if f.rule.startswith("unknown-")}
+    try:
+        parser.parse(files)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            if (problem.file, problem.element) in flagged:
+                continue
+            report.findings.append(_from_problem(problem, "deploy"))
+    report.findings.extend(design)
+    report.findings = _unique(sorted(report.findings, key=_order))
+    return report
+
+
+def _forms(path: str | Path) -> set[str]:
+    folder = Path(path)
+    if not folder.is_dir():
+        return set()
+    return {p.stem for p in folder.rglob("*") if p.suffix.lower() in FORM_SUFFIXES}
+
+
+def _from_problem(problem: DefinitionProblem, rule: str) -> Finding:
+    return Finding(
+        file=problem.file,
+        severity=ERROR,
+        rule=rule,
+        message=problem.reason,
+        element=problem.element,
+        line=problem.line,
+        column=problem.column,
+    )
+
+
+def _locate(finding: Finding, file: SourceFile) -> Finding:
+    """Findings in compiled files point at the YAML step that produced the element."""
+    if file.positions is None:
+        return finding
+    line = file.positions.get(finding.element or "") if finding.element else None
+    return Finding(
+        file=file.origin or finding.file,
+        severity=finding.severity,
+        rule=finding.rule,
+        message=finding.message,
+        element=finding.element,
+        line=line,
+        column=None,
+    )
+
+
+def _order(f: Finding) -> tuple:
+    return (f.file, f.line or 0, f.element or "", f.rule, f.message)
+
+
+def _unique(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple] = set()
+    result = []
+    for f in findings:
+        key = (f.file, f.line, f.element, f.rule, f.message)
+        if key not in seen:
+            seen.add(key)
+            result.append(f)
+    return result
