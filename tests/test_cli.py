@@ -1053,3 +1053,106 @@ def test_installed_script_reports_every_definition_problem_on_its_own_line(
         ["error", str(broken), "element 'escape_attempt'"],
         ["error", str(broken), "element 'gw'"],
     ]
+
+
+# ---------------------------------------------------------------------- compile (YAML -> BPMN)
+SETUP_YAML = """\
+process: setup_check
+name: Setup check
+lanes: [operator]
+steps:
+  - task: Record setup
+    lane: operator
+    form: record_setup
+  - decision: Grade setup
+    table:
+      inputs: [deviation]
+      outputs: [grade]
+      rules:
+        - when: ["< 0.1"]
+          then: [A]
+        - when: [-]
+          then: [B]
+"""
+
+
+def test_compile_writes_bpmn_and_dmn_next_to_the_yaml(tf: Taktflow, tmp_path: Path) -> None:
+    source = tmp_path / "setup_check.yaml"
+    source.write_text(SETUP_YAML)
+    result = tf("compile", str(source), "--json", url=None)
+    assert result.exit_code == 0, result.stderr
+    bpmn = tmp_path / "setup_check.bpmn"
+    dmn = tmp_path / "setup_check.setup_check_grade_setup.dmn"
+    assert result.json() == {"process_id": "setup_check", "files": [str(bpmn), str(dmn)]}
+    assert '<bpmn:userTask id="record_setup" name="Record setup">' in bpmn.read_text()
+    assert 'hitPolicy="FIRST"' in dmn.read_text()
+
+
+def test_compile_to_a_chosen_file_and_to_stdout(tf: Taktflow, tmp_path: Path) -> None:
+    source = tmp_path / "setup_check.yaml"
+    source.write_text(SETUP_YAML)
+    target = tmp_path / "out" / "setup.bpmn"
+    target.parent.mkdir()
+    result = tf("compile", str(source), "-o", str(target), url=None)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"wrote {target}",
+        f"wrote {target.parent / 'setup.setup_check_grade_setup.dmn'}",
+    ]
+    printed = tf("compile", str(source), "-o", "-", url=None)
+    assert printed.exit_code == 0
+    assert printed.stdout == target.read_text()  # deterministic: the same XML both times
+
+
+def test_compile_reports_yaml_problems_with_line_and_column(tf: Taktflow, tmp_path: Path) -> None:
+    source = tmp_path / "broken.yaml"
+    source.write_text(SETUP_YAML.replace("lane: operator", "lane: operators"))
+    result = tf("compile", str(source), url=None)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: {source}:6:11: step \"Record setup\": unknown lane 'operators' "
+        "(lanes: operator); did you mean 'operator'?\n"
+    )
+    assert not (tmp_path / "broken.bpmn").exists()
+
+
+def test_compile_refuses_other_files(tf: Taktflow, tmp_path: Path) -> None:
+    source = tmp_path / "order.bpmn"
+    source.write_text("<x/>")
+    result = tf("compile", str(source), url=None)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {source}: expected a .yaml or .yml workflow file\n"
+    missing = tf("compile", str(tmp_path / "nope.yaml"), url=None)
+    assert missing.exit_code == 2
+    assert "cannot read" in missing.stderr
+
+
+def test_deploy_a_yaml_workflow_and_run_it(
+    tf: Taktflow, ok: Callable[..., Any], tmp_path: Path
+) -> None:
+    ok("db", "upgrade")
+    source = tmp_path / "setup_check.yaml"
+    source.write_text(SETUP_YAML)
+    deployed = ok("deploy", str(source))
+    assert deployed == [
+        {
+            "process_id": None,
+            "decision_id": "setup_check_grade_setup",
+            "version": 1,
+            "file": str(source),
+            "changed": True,
+        },
+        {"process_id": "setup_check", "version": 1, "file": str(source), "changed": True},
+    ]
+    assert ok("deploy", str(source))[1]["changed"] is False
+    started = ok("start", "setup_check", "--data", '{"deviation": 0.05}')
+    [task] = ok("tasks", "--instance", str(started["instance_id"]))
+    assert (task["name"], task["lane"], task["form"]) == (
+        "record_setup",
+        "operator",
+        "record_setup",
+    )
+    done = ok("complete", task["task_id"])
+    assert done["status"] == "completed"
+    assert done["data"]["grade"] == "A"

@@ -21,7 +21,7 @@ steps:
       - code: shortage
         steps:
           - script: Note the shortage
-            set: {path: "'shortage'"}
+            set: {path: "'shortage'", why: "error['message']"}
       - code: blocked
         steps:
           - end: Item blocked
@@ -78,6 +78,7 @@ def test_a_handled_code_takes_its_path_and_rejoins(
     view = engine.instance(engine.start("reserve_steel", {"qty": 500})["instance_id"])
     assert view["status"] == m.COMPLETED
     assert view["data"]["path"] == "shortage"
+    assert view["data"]["why"] == "only 100 in stock, 500 wanted"
     assert view["data"]["done"] is True
     assert "reservation" not in view["data"]
     assert reserve == [500]  # called once: the error is an answer, not a retry

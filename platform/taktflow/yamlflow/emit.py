@@ -21,6 +21,8 @@ SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 DMN_NS = "https://www.omg.org/spec/DMN/20191111/MODEL/"
 TARGET_NS = "http://taktflow.org/workflows"
+#: Where an error handler's path finds the error it caught.
+ERROR_VARIABLE = "error"
 NSMAP = {
     "bpmn": BPMN_NS,
     "bpmndi": BPMNDI_NS,
@@ -177,7 +179,12 @@ def write_bpmn(c: _Compiler, root: Box) -> str:
             )
             _sub(expr, _b("formalExpression"), prop)
     for code in sorted(c.errors):
-        _sub(defs, _b("error"), id=f"error__{_safe(code)}", name=code, errorCode=code)
+        error = _sub(defs, _b("error"), id=f"error__{_safe(code)}", name=code, errorCode=code)
+        # The handler's path sees `error` = {"code", "message"} (an action's BusinessError
+        # brings its own message; an error end event says its code).
+        ext = _sub(error, _b("extensionElements"))
+        _sub(ext, _s("variableName"), ERROR_VARIABLE)
+        _sub(ext, _s("payloadExpression"), f"{{'code': {code!r}, 'message': {code!r}}}")
     for name in sorted(c.signals):
         _sub(defs, _b("signal"), id=f"signal__{_safe(name)}", name=name)
 
