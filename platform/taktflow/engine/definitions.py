@@ -148,13 +148,29 @@ def read_paths(
     for path in found:
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(DefinitionProblem(str(path), f"cannot read file: {exc}"))
+        except UnicodeDecodeError as exc:
+            problems.append(_not_utf8(str(path), exc))
+            continue
+        except OSError as exc:
+            problems.append(DefinitionProblem(str(path), f"cannot read file: {exc.strerror}"))
             continue
         files.extend(_to_sources(str(path), text, compilers, problems))
     if problems and not collect:
         raise DefinitionError(problems)
     return files
+
+
+def _not_utf8(name: str, exc: UnicodeDecodeError) -> DefinitionProblem:
+    before = exc.object[: exc.start]
+    line = before.count(b"\n") + 1
+    column = len(before) - (before.rfind(b"\n") + 1) + 1
+    return DefinitionProblem(
+        name,
+        f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} cannot be read (save the file "
+        "as UTF-8)",
+        line=line,
+        column=column,
+    )
 
 
 def sources_from_text(

@@ -1417,16 +1417,35 @@ def _structured_correlation(
     return {}
 
 
+_VIEW_STATES = TaskState.COMPLETED | TaskState.READY | TaskState.STARTED | TaskState.WAITING
+
+
 def _workflow_data(wf: BpmnWorkflow) -> dict:
     """The data a user thinks of as the instance's: the final data, or else the data of the
     task completed last anywhere in it (subprocesses and call activities included)."""
     if wf.is_completed():
         data = wf.data
     else:
-        # Each (sub)workflow knows its own last task; the newest of them is the instance's.
-        last = [w.last_task for w in (wf, *wf.subprocesses.values()) if w.last_task is not None]
-        latest = max(last, key=lambda t: t.last_state_change, default=None)
-        data = latest.data if latest is not None else wf.task_tree.data
+        # Where the instance stands (ready, waiting, running tasks) plus the last completed
+        # modelled task of each (sub)workflow, merged oldest first: parallel branches each
+        # show what they did, and an error or timeout path shows its own data. SpiffWorkflow's
+        # bookkeeping tasks (joins after boundary events, End) are skipped: they can finish
+        # after such a path has moved on, with the data from before it.
+        shown: list[Any] = []
+        for w in (wf, *wf.subprocesses.values()):
+            latest_done = None
+            for task in w.get_tasks(state=_VIEW_STATES):
+                if getattr(task.task_spec, "bpmn_id", None) is None:
+                    continue
+                if task.state != TaskState.COMPLETED:
+                    shown.append(task)
+                elif latest_done is None or task.last_state_change > latest_done.last_state_change:
+                    latest_done = task
+            if latest_done is not None:
+                shown.append(latest_done)
+        data = {}
+        for task in sorted(shown, key=lambda t: t.last_state_change) or [wf.task_tree]:
+            data.update(task.data)
     visible = {k: v for k, v in data.items() if not k.startswith("_")}
     return json.loads(json.dumps(visible, default=_view_default))
 

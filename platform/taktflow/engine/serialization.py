@@ -21,11 +21,10 @@ from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.spiff.serializer import DEFAULT_CONFIG as SPIFF_CONFIG
-from SpiffWorkflow.spiff.specs.defaults import ServiceTask
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
-from taktflow.engine.specs import TaktflowServiceTask
+from taktflow.engine.specs import SPEC_CLASSES
 
 #: Stored with every instance row, so old rows can be migrated after a library upgrade.
 SERIALIZER_VERSION = SPIFF_SERIALIZER_VERSION
@@ -92,7 +91,8 @@ class _CachingTaskConverter(TaskConverter):
 
 def _build_registry(specless: bool, cache_tasks: bool = True) -> Any:
     config = dict(SPIFF_CONFIG)
-    config[TaktflowServiceTask] = config[ServiceTask]
+    for ours, theirs in SPEC_CLASSES.items():
+        config[ours] = config[theirs]
     if specless:
         config[BpmnWorkflow] = _SpeclessWorkflowConverter
         if cache_tasks:

@@ -127,7 +127,12 @@ def _check_type(where: str, key: str, value: Any, type_name: str, pos: Pos) -> N
         if not isinstance(value, bool):
             raise bad()
     elif type_name in ("names", "variables"):
-        if not isinstance(value, Seq) or not value:
+        if isinstance(value, Seq) and not value:
+            raise _Problem(
+                f"{where}: {key!r} is an empty list; list at least one, or leave the key out",
+                pos,
+            )
+        if not isinstance(value, Seq):
             raise bad()
         pattern = lang.NAME if type_name == "names" else lang.VARIABLE
         seen: set[str] = set()
@@ -269,8 +274,11 @@ class _Compiler:
         start = data.get("start")
         if start is not None:
             _check_keys("start", start, lang.START)
-            if len(start) != 1:
+            given = [k for k in ("message", "signal") if k in start]
+            if len(given) != 1:
                 raise _Problem("start: give exactly one of message or signal", start.pos)
+            if "into" in start and given[0] != "message":
+                raise _Problem("start: 'into' only goes with message", start.key_pos["into"])
         steps = data["steps"]
         if not steps:
             raise _Problem("steps: a workflow needs at least one step", data.at("steps"))
@@ -292,12 +300,15 @@ class _Compiler:
             self.scope, f"{self.process_id}__start", "startEvent", "Start", data.pos
         )
         if start is not None:
-            kind, value = next(iter(start.items()))
+            kind = "message" if "message" in start else "signal"
+            value = start[kind]
             if kind == "message":
                 self.messages.setdefault(value, [])
+                into = start.get("into") or re.sub(r"\W", "_", value)
+                start_node.body = _start_message_body(value, into)
             else:
                 self.signals.add(value)
-            start_node.body = _event_body(kind, value)
+                start_node.body = _event_body(kind, value)
             start_node.name = value.replace("_", " ")
         part = self._steps(steps, self.scope)
         self.pending_lane = None
@@ -371,6 +382,8 @@ class _Compiler:
             inner_scope = scope_id
             if kind in ("group",) or (kind == "for_each" and not self._direct_loop(step)):
                 inner_scope = step_id
+            elif kind == "for_each":  # the loop sits on the one inner step: no jumping in
+                inner_scope = f"{step_id}#inside"
             self.steps[step_id] = _StepInfo(step_id, kind, step, pos, scope_id)
             for key in ("steps", "otherwise"):
                 if key in step:
@@ -442,9 +455,9 @@ class _Compiler:
         if len(kinds) > 1:
             # A kind's name may also be a key of another kind (for_each has `parallel:`):
             # the step's first key decides.
-            first = next(iter(step))
-            if first in kinds and all(k in lang.STEPS[first] for k in kinds):
-                return first
+            owners = [k for k in kinds if all(o in lang.STEPS[k] for o in kinds)]
+            if len(owners) == 1:
+                return owners[0]
             raise _Problem(
                 f"step has both {kinds[0]!r} and {kinds[1]!r}: a step does one thing; "
                 "split it into two steps",
@@ -559,6 +572,7 @@ class _Compiler:
         exits: list = []
         boxes: list[Box] = []
         is_open = True
+        leading_goto = None
         for step, pos in zip(steps, steps.item_pos, strict=True):
             kind = self._kind(step, pos)
             if kind == "goto":
@@ -567,7 +581,7 @@ class _Compiler:
                 self.gotos.append((exits, step["goto"], step.at("goto"), scope.id))
                 if entry is None:
                     # A goto as the first step (e.g. of a branch): whatever leads here jumps.
-                    return _Part(None, [], None, open=False, goto=self.gotos[-1])
+                    leading_goto = self.gotos[-1]
                 exits, is_open = [], False
                 continue
             info = self.steps[step["__id"]]
@@ -601,6 +615,15 @@ class _Compiler:
             else:
                 # An empty part (no node): exits flow straight through.
                 pass
+        if leading_goto is not None:
+            if entry is not None:
+                first = self.steps[entry.id] if entry.id in self.steps else None
+                raise _Problem(
+                    "steps after a goto that starts a list of steps can only be reached by "
+                    "another goto; move them to where that goto can find them",
+                    first.pos if first else entry.pos,
+                )
+            return _Part(None, [], None, open=False, goto=leading_goto)
         if entry is None:
             return _Part(None, exits, None, open=is_open)
         box = boxes[0] if len(boxes) == 1 else Row(boxes)
@@ -699,9 +722,9 @@ class _Compiler:
         value = spec[key]
         pos = spec.at(key)
         if key in ("after", "for"):
-            if lang.ISO_DURATION.match(value.strip()):
-                expression, tag = repr(value.strip()), "timeDuration"
-            elif re.match(r"^P", value.strip()) and value.strip().upper() == value.strip():
+            if lang.ISO_DURATION.match(value.strip().upper()):
+                expression, tag = repr(value.strip().upper()), "timeDuration"
+            elif re.match(r"^(PT?\d|\d+(\.\d+)?\s*[a-zA-Z]+$)", value.strip(), re.IGNORECASE):
                 raise _Problem(
                     f"{where}: {key!r} is {value!r}, which is not an ISO 8601 duration "
                     "(e.g. PT30M, PT4H, P1D, P1DT12H)",
@@ -858,7 +881,12 @@ class _Compiler:
                 test = input_cell(cell)
                 if test is None:
                     continue
-                probe = test.replace("?", "value") if "?" in test else f"value {test}"
+                if "?" in test:
+                    probe = test.replace("?", "value")
+                elif re.match(r"^(<=|>=|==|!=|<|>)", test):
+                    probe = f"value {test}"
+                else:
+                    probe = f"value == ({test})"
                 if check_source(probe, "eval"):
                     raise _Problem(
                         f"{where}: table rule {number}: test {cell!r} is not a value, a "
@@ -898,11 +926,22 @@ class _Compiler:
             raise _Problem(f"{where}: branches is empty", step.at("branches"))
         split = self._node(scope, step_id, "exclusiveGateway", title, pos)
         parts: list[tuple[_Part, str | None, str | None, bool]] = []
+        earlier: list[str] = []
         for branch, _bpos in zip(branches, branches.item_pos, strict=True):
             condition = self._expr(where, "when", branch["when"], branch.at("when"))
             label = branch.get("label") or condition
+            # SpiffWorkflow tests a gateway's flows in the order of their targets' height in
+            # the diagram, not in file order. Excluding the earlier conditions keeps "the
+            # first branch whose condition holds" true whatever the layout.
+            guarded = " and ".join([*(f"not ({c})" for c in earlier), f"({condition})"])
+            earlier.append(condition)
             parts.append(
-                (self._steps(branch.get("steps") or Seq(), scope), condition, label, False)
+                (
+                    self._steps(branch.get("steps") or Seq(), scope),
+                    guarded if len(earlier) > 1 else condition,
+                    label,
+                    False,
+                )
             )
         # Without `otherwise`, the workflow goes on after the choose when no condition holds.
         otherwise = step.get("otherwise") or Seq()
@@ -1014,11 +1053,19 @@ class _Compiler:
             name: self._expr(where, f"payload.{name}", value, step["payload"].at(name))
             for name, value in (step.get("payload") or {}).items()
         }
+        if "correlate" in step and given[0] != "message":
+            raise _Problem(
+                f"{where}: 'correlate' only goes with message", step.key_pos["correlate"]
+            )
         node = self._node(scope, step_id, "intermediateThrowEvent", title, pos)
         if given[0] == "message":
             name = step["message"]
-            # Correlation keys of a sent message come from its payload.
-            self.messages.setdefault(name, [])
+            keys = list(step.get("correlate") or [])
+            # The receiver matches on the correlation keys, read from the payload; a key not
+            # given in the payload is sent with the value of the variable of that name.
+            for key in keys:
+                payload.setdefault(key, key)
+            self._remember_message(where, name, keys, step.at("message"))
             expression = "{" + ", ".join(f"{k!r}: {v}" for k, v in payload.items()) + "}"
             node.body = _send_body(name, expression)
         else:
@@ -1147,9 +1194,8 @@ class _Compiler:
     def _resolve_gotos(self) -> None:
         for exits, target, pos, scope_id in self.gotos:
             info = self.steps[target]
-            if info.scope_id != scope_id:
+            if info.scope_id != scope_id or info.entry is None:
                 raise _Problem(f"goto {target!r}: cannot jump into or out of a group or loop", pos)
-            assert info.entry is not None
             scope = info.entry.scope
             for source, condition, label, default in exits:
                 self._flow(scope, source, info.entry, condition, label, default, detour=True)
@@ -1286,6 +1332,12 @@ def _send_body(name: str, expression: str) -> Any:
     from taktflow.yamlflow import emit
 
     return lambda el: emit.send(el, _msg_id(name), expression)
+
+
+def _start_message_body(name: str, into: str) -> Any:
+    from taktflow.yamlflow import emit
+
+    return lambda el: emit.message_event(el, _msg_id(name), into)
 
 
 def _event_body(kind: str, name: str) -> Any:

@@ -72,8 +72,8 @@ def human(el: Any, form: str | None, instructions: str | None) -> None:
 def service(el: Any, action: str, params: dict[str, str], result: str | None) -> None:
     ext = _extensions(el)
     operator = _sub(ext, _s("serviceTaskOperator"), id=action, resultVariable=result)
+    holder = _sub(operator, _s("parameters"))  # required by SpiffWorkflow's schema, even empty
     if params:
-        holder = _sub(operator, _s("parameters"))
         for name, expression in params.items():
             _sub(holder, _s("parameter"), id=name, type="any", value=expression)
 
@@ -107,8 +107,10 @@ def send(el: Any, message_id: str, expression: str) -> None:
     _sub(_extensions(definition), _s("messagePayload"), expression)
 
 
-def message_event(el: Any, message_id: str) -> None:
-    _sub(el, _b("messageEventDefinition"), messageRef=message_id)
+def message_event(el: Any, message_id: str, into: str | None = None) -> None:
+    definition = _sub(el, _b("messageEventDefinition"), messageRef=message_id)
+    if into:
+        _sub(_extensions(definition), _s("messageVariable"), into)
 
 
 def signal_event(el: Any, name: str) -> None:
@@ -177,7 +179,7 @@ def write_bpmn(c: _Compiler, root: Box) -> str:
                 _b("correlationPropertyRetrievalExpression"),
                 messageRef=f"message__{_safe(name)}",
             )
-            _sub(expr, _b("formalExpression"), prop)
+            _sub(expr, _b("messagePath"), prop)
     for code in sorted(c.errors):
         error = _sub(defs, _b("error"), id=f"error__{_safe(code)}", name=code, errorCode=code)
         # The handler's path sees `error` = {"code", "message"} (an action's BusinessError

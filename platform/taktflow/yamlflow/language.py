@@ -81,6 +81,7 @@ TYPES: dict[str, tuple[dict[str, Any], str]] = {
 # Sub-structures: each is a mapping with its own keys.
 START = {
     "message": Field("name", "Start when this message arrives (instead of by API/CLI)."),
+    "into": Field("variable", "Variable that receives the message's payload (default: its name)."),
     "signal": Field("name", "Start when this signal is broadcast."),
 }
 TIMEOUT = {
@@ -213,6 +214,7 @@ STEPS: dict[str, dict[str, Field]] = {
         "send": Field("title", "Send a message (or broadcast a signal).", True),
         "id": _ID,
         "message": Field("name", "The message's name."),
+        "correlate": Field("variables", "Keys the receiver matches on (sent in the payload)."),
         "signal": Field("name", "The signal's name."),
         "payload": Field("expressions", "Payload key -> expression."),
     },

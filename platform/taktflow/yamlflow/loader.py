@@ -124,37 +124,108 @@ def _mark_pos(thing: Any) -> Pos | None:
 
 def load(text: str) -> Any:
     """Parse one YAML document into Map / Seq / plain values; raise YamlProblem."""
+    bad = _FORBIDDEN.search(text)
+    if bad is not None:
+        raise YamlProblem(
+            f"character #x{ord(bad.group()):04x} is not allowed in a workflow file",
+            _pos_at(text, bad.start()),
+        )
     size = len(text.encode("utf-8"))
     if size > MAX_BYTES:
         raise YamlProblem(
-            f"file is {size // 1024} KiB; workflow files are limited to {MAX_BYTES // 1024} KiB",
-            None,
+            f"file is {size:,} bytes; workflow files are limited to {MAX_BYTES:,} bytes "
+            f"({MAX_BYTES // 1024} KiB): split it into workflows that call each other",
+            Pos(1, 1),
         )
     tab = _leading_tab(text)
     if tab is not None:
         raise YamlProblem("tab character in indentation: indent with spaces", tab)
+    deep = _too_deep(text)
+    if deep is not None:
+        raise YamlProblem(f"nested more than {MAX_DEPTH} levels deep", deep)
     try:
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:
-        before = text[: exc.position]
-        pos = Pos(before.count("\n") + 1, len(before) - before.rfind("\n"))
         raise YamlProblem(
-            f"character #x{exc.character:04x} is not allowed in a YAML file", pos
+            f"character #x{exc.character:04x} is not allowed in a workflow file",
+            _pos_at(text, exc.position),
         ) from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        problem = exc.problem or str(exc)
-        if exc.context:
-            problem = f"{exc.context}, {problem}"
-        raise YamlProblem(f"not valid YAML: {problem}", _mark_pos(exc)) from None
+        raise YamlProblem(*_explain(exc)) from None
     except yaml.YAMLError as exc:  # e.g. unacceptable characters in the stream
         raise YamlProblem(f"not valid YAML: {exc}", None) from None
+    except RecursionError:
+        raise YamlProblem(f"nested more than {MAX_DEPTH} levels deep", None) from None
     finally:
         loader.dispose()
     if node is None:
-        raise YamlProblem("file is empty", Pos(1, 1))
+        raise YamlProblem("file is empty (or holds only comments)", Pos(1, 1))
     return _convert(node, 0)
+
+
+# Characters XML cannot carry (so no BPMN can hold them): C0 controls other than tab, line
+# feed and carriage return; lone surrogates; U+FFFE and U+FFFF.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _pos_at(text: str, offset: int) -> Pos:
+    before = text[:offset]
+    return Pos(before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
+
+
+def _too_deep(text: str) -> Pos | None:
+    """Flow collections ([ and {) nested deeper than MAX_DEPTH, found before PyYAML recurses."""
+    depth = 0
+    quote = ""
+    for offset, char in enumerate(text):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            continue
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return _pos_at(text, offset)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        elif char == "\n":
+            quote = ""
+    return None
+
+
+def _explain(exc: yaml.MarkedYAMLError) -> tuple[str, Pos | None]:
+    """PyYAML's parser words, translated for people who edit workflow files."""
+    problem = exc.problem or str(exc)
+    context = exc.context or ""
+    pos = _mark_pos(exc)
+    if "expected <block end>" in problem or "expected <block end>" in context:
+        return (
+            "wrong indentation: this line is indented differently from the lines above it "
+            "(keys of one mapping line up; list items start with '- ' at the same column)",
+            pos,
+        )
+    if "mapping values are not allowed here" in problem:
+        return (
+            "unexpected ':' — quote a value that contains ': ' (e.g. title: \"Note: check\"), "
+            "or check the indentation",
+            pos,
+        )
+    if "end of stream" in problem and "quoted scalar" in context and exc.context_mark:
+        start = exc.context_mark
+        return (
+            "the quote that starts here is never closed",
+            Pos(start.line + 1, start.column + 1),
+        )
+    if "found character '\\t'" in problem:
+        return ("tab character: indent with spaces", pos)
+    if context:
+        problem = f"{context}, {problem}"
+    return (f"not valid YAML: {problem}", pos)
 
 
 def _leading_tab(text: str) -> Pos | None:
@@ -165,16 +236,25 @@ def _leading_tab(text: str) -> Pos | None:
     return None
 
 
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
 def _convert(node: Node, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise YamlProblem(f"nested more than {MAX_DEPTH} levels deep", Pos.of(node))
+    if isinstance(node, MappingNode | SequenceNode) and node.tag not in _PLAIN_TAGS:
+        raise YamlProblem(f"YAML tag {node.tag} is not supported", Pos.of(node))
     if isinstance(node, MappingNode):
         result = Map()
         result.pos, result.key_pos, result.value_pos = Pos.of(node), {}, {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
+                shown = key_node.value if isinstance(key_node, ScalarNode) else "this key"
                 raise YamlProblem(
-                    "keys must be plain words, not lists, mappings or numbers", Pos.of(key_node)
+                    f'key {shown!r} must be a word: quote it ("{shown}":) or use another name'
+                    if isinstance(key_node, ScalarNode)
+                    else "keys must be words, not lists or mappings",
+                    Pos.of(key_node),
                 )
             key = key_node.value
             if key in result:
@@ -209,5 +289,11 @@ def _scalar(node: ScalarNode) -> Any:
     if tag == "tag:yaml.org,2002:float":
         return float(value)
     if tag == "tag:yaml.org,2002:str":
+        bad = _FORBIDDEN.search(value)
+        if bad is not None:  # written as an escape ("\x00"): XML could not carry it
+            raise YamlProblem(
+                f"character #x{ord(bad.group()):04x} is not allowed in a workflow file",
+                Pos.of(node),
+            )
         return value
     raise YamlProblem(f"YAML tag {tag} is not supported", Pos.of(node))
