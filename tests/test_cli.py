@@ -1156,3 +1156,27 @@ def test_deploy_a_yaml_workflow_and_run_it(
     done = ok("complete", task["task_id"])
     assert done["status"] == "completed"
     assert done["data"]["grade"] == "A"
+
+
+def test_process_shows_versions_and_the_compiled_bpmn(
+    tf: Taktflow, ok: Callable[..., Any], tmp_path: Path
+) -> None:
+    ok("db", "upgrade")
+    source = tmp_path / "setup_check.yaml"
+    source.write_text(SETUP_YAML)
+    ok("deploy", str(source))
+    source.write_text(SETUP_YAML.replace("name: Setup check", "name: Setup check v2"))
+    ok("deploy", str(source))
+    shown = ok("process", "setup_check")
+    assert [v["version"] for v in shown["versions"]] == [2, 1]
+    assert shown["name"] == "Setup check v2"
+    assert ok("process", "setup_check", "--version", "1")["name"] == "Setup check"
+    first = tf("process", "setup_check", "--version", "1", "--bpmn")
+    assert first.exit_code == 0
+    assert first.stdout.startswith("<?xml")
+    assert 'name="Setup check"' in first.stdout and "v2" not in first.stdout
+    missing = tf("process", "setup_check", "--version", "9")
+    assert (missing.exit_code, missing.stderr) == (
+        3,
+        "error: process 'setup_check' has no version 9\n",
+    )

@@ -21,7 +21,7 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from taktflow.config import ConfigError
-from taktflow.errors import BadRequest, DefinitionError, TaktflowError
+from taktflow.errors import BadRequest, DefinitionError, NotFound, TaktflowError
 from taktflow.process import tune_for_service
 
 EXIT_CONFIG = 6
@@ -417,6 +417,39 @@ def processes(engine: Any, *, as_json: bool) -> None:
         )
 
     _emit(engine.processes(), as_json, human)
+
+
+@command(cli, "process")
+@click.argument("process_id")
+@click.option("--version", type=int, help="A version number (default: the latest).")
+@click.option(
+    "--bpmn",
+    is_flag=True,
+    help="Print the version's BPMN XML (for a YAML workflow: the BPMN it compiled to).",
+)
+def process(
+    engine: Any, process_id: str, version: int | None, bpmn: bool, *, as_json: bool
+) -> None:
+    """One deployed process with all its versions, or the BPMN of one version."""
+    if bpmn:
+        click.echo(engine.process_source(process_id, version), nl=False)
+        return
+    found = engine.process(process_id)
+    if version is not None:
+        found = next((v for v in found["versions"] if v["version"] == version), None)
+        if found is None:
+            raise NotFound(f"process {process_id!r} has no version {version}")
+
+    def human(p: dict) -> str:
+        rows = p.get("versions") or [p]
+        lines = [f"{p['process_id']}: {p['name'] or ''}"]
+        lines += [
+            f"  v{v['version']:<4} {v['deployed_at']}  {v['deployed_by'] or '-':12} {v['file']}"
+            for v in rows
+        ]
+        return "\n".join(lines)
+
+    _emit(found, as_json, human)
 
 
 # ---------------------------------------------------------------------- instances
