@@ -54,6 +54,7 @@ CONSTRUCTS: dict[str, list[str]] = {
     "for_each, sequential, result/collect": ["for_each_sequential.yaml"],
     "for_each, parallel, result/collect": ["for_each_parallel.yaml"],
     "for_each over several steps (subprocess)": ["for_each_steps.yaml"],
+    "for_each without result (one by one and all at once)": ["for_each_plain.yaml"],
     "repeat until": ["repeat.yaml"],
     "group on_error, error inside the group": ["group_error.yaml"],
     "group on_error, error inside a called workflow": [
@@ -815,6 +816,25 @@ def test_for_each_over_several_steps_runs_a_subprocess_per_item(engine: Workflow
     assert view["status"] == m.COMPLETED
     assert view["data"]["kits"] == [{"part": "bolt", "picked": 8}, {"part": "nut", "picked": 16}]
     assert view["data"]["total_picked"] == 24
+
+
+def test_for_each_without_result_runs_every_item_and_leaves_no_loop_variable(
+    engine: WorkflowEngine,
+) -> None:
+    deploy(engine, "for_each_plain.yaml")
+    pallets = [11, 12, 13]
+    instance_id = start(engine, "label_pallets", {"pallets": pallets})
+    tasks = engine.tasks(instance_id)
+    assert sorted(t["instructions"] for t in tasks) == [
+        f"Check the label of pallet {p}" for p in pallets
+    ]
+    for task in tasks:
+        view = engine.complete_task(task["task_id"])
+    assert view["status"] == m.COMPLETED
+    assert view["data"]["labelled"] == 3
+    # The item variable and each pass's own data stay inside the loop.
+    assert "pallet" not in view["data"]
+    assert "label" not in view["data"]
 
 
 @pytest.mark.parametrize("verdicts", [[True], [False, False, True]], ids=["1-pass", "3-passes"])

@@ -1086,12 +1086,31 @@ class _Compiler:
             )
         if step["as"] == step["items"]:
             raise _Problem(f"{where}: 'as' must differ from 'items'", step.at("as"))
-        loop = _multi_instance_body(
-            step["items"],
-            step["as"],
-            step.get("collect"),
-            step.get("result"),
-            sequential=not step.get("parallel", False),
+        # SpiffWorkflow names the loop's data items by their XML ids, which must be unique in
+        # the file: two loops over `pallet`, or a step with that id, would clash. The items
+        # get ids of their own, and scripts run for each pass copy them to and from the names
+        # the engineer chose.
+        item_id = f"{step['as']}__{step_id}"
+        pre = f"{step['as']} = {item_id}"
+        if step.get("result") is not None:
+            output_id, collect = f"{step['result']}__{step_id}", step["collect"]
+            post = f"{output_id} = {step['result']}"
+        else:
+            # Without an output SpiffWorkflow merges each pass's data back, the item variable
+            # included, and the next pass fails ("input item already exists"). A marker set by
+            # each pass, collected into a hidden list, keeps the passes apart.
+            output_id, collect = f"{step_id}__pass", f"_{step_id}_passes"
+            post = f"{output_id} = True"
+        loop = _chain(
+            _multi_instance_body(
+                step["items"],
+                item_id,
+                collect,
+                output_id,
+                sequential=not step.get("parallel", False),
+            ),
+            _pre_script_body(pre),
+            _post_script_body(post),
         )
         if self._direct_loop(step):
             inner = step["steps"][0]
@@ -1358,6 +1377,18 @@ def _timer_body(tag: str, expression: str) -> Any:
     from taktflow.yamlflow import emit
 
     return lambda el: emit.timer_event(el, tag, expression)
+
+
+def _pre_script_body(line: str) -> Any:
+    from taktflow.yamlflow import emit
+
+    return lambda el: emit.prepend_pre_script(el, line)
+
+
+def _post_script_body(line: str) -> Any:
+    from taktflow.yamlflow import emit
+
+    return lambda el: emit.append_post_script(el, line)
 
 
 def _multi_instance_body(

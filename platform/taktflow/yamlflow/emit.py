@@ -129,17 +129,52 @@ def timer_event(el: Any, tag: str, expression: str) -> None:
 def multi_instance(
     el: Any, items: str, item: str, collect: str | None, result: str | None, sequential: bool
 ) -> None:
-    loop = _sub(
-        el,
+    loop = etree.Element(
         _b("multiInstanceLoopCharacteristics"),
-        isSequential="true" if sequential else "false",
+        {
+            "isSequential": "true" if sequential else "false",
+            # Pre- and post-scripts (a call's in/out) run for each item, not around the loop.
+            f"{{{SPIFF_NS}}}scriptsOnInstances": "true",
+        },
     )
+    # The loop comes before an activity's own content (a script task's <script>).
+    position = 0
+    for index, child in enumerate(el):
+        if child.tag in (_b("documentation"), _b("extensionElements")):
+            position = index + 1
+    el.insert(position, loop)
     _sub(loop, _b("loopDataInputRef"), items)
     if collect:
         _sub(loop, _b("loopDataOutputRef"), collect)
     _sub(loop, _b("inputDataItem"), id=item, name=item)
     if result:
         _sub(loop, _b("outputDataItem"), id=result, name=result)
+
+
+def prepend_pre_script(el: Any, line: str) -> None:
+    script_el = el.find(_b("script"))
+    if script_el is not None:  # SpiffWorkflow ignores pre/post-scripts on script tasks
+        script_el.text = f"{line}\n{script_el.text}"
+        return
+    ext = _extensions(el)
+    pre = ext.find(_s("preScript"))
+    if pre is None:
+        _sub(ext, _s("preScript"), line)
+    else:
+        pre.text = f"{line}\n{pre.text}"
+
+
+def append_post_script(el: Any, line: str) -> None:
+    script_el = el.find(_b("script"))
+    if script_el is not None:
+        script_el.text = f"{script_el.text}\n{line}"
+        return
+    ext = _extensions(el)
+    post = ext.find(_s("postScript"))
+    if post is None:
+        _sub(ext, _s("postScript"), line)
+    else:
+        post.text = f"{post.text}\n{line}"
 
 
 def _safe(name: str) -> str:
