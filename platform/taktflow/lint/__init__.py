@@ -26,9 +26,9 @@ from lxml import etree
 from taktflow.engine.actions import ActionRegistry
 from taktflow.engine.definitions import BPMN, DMN, DefinitionParser, SourceFile, read_paths
 from taktflow.errors import DefinitionError, DefinitionProblem
-from taktflow.lint.bpmn_checks import check_bpmn, defined_names
-from taktflow.lint.dmn_checks import check_dmn, decision_ids
+from taktflow.lint.decisions import check_dmn, decision_ids
 from taktflow.lint.findings import ERROR, WARNING, Finding, LintContext
+from taktflow.lint.graph import check_bpmn, defined_names
 from taktflow.yamlflow import COMPILERS
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
@@ -71,7 +71,7 @@ def lint_paths(
     report = LintReport()
     problems: list[DefinitionProblem] = []
     files = read_paths(paths, COMPILERS, problems)
-    report.findings.extend(_from_problem(p, "read") for p in problems)
+    report.findings.extend(_from_problem(p, "invalid-file") for p in problems)
     report.files = sorted({f.origin or f.name for f in files} | {p.file for p in problems})
 
     context = LintContext(
@@ -126,23 +126,34 @@ def lint_paths(
         deployed_processes=lambda ids: set(ids),
     )
     flagged = {(f.file, f.element) for f in design if f.rule.startswith("unknown-")}
+    lines = {
+        (file.name, el.get("id")): el.sourceline
+        for file, root in roots
+        if file.positions is None
+        for el in root.iter()
+        if isinstance(el.tag, str) and el.get("id")
+    }
     try:
         parser.parse(files)
     except DefinitionError as exc:
         for problem in exc.problems:
             if (problem.file, problem.element) in flagged:
                 continue
-            report.findings.append(_from_problem(problem, "deploy"))
+            if problem.line is None and problem.element:
+                problem.line = lines.get((problem.file, problem.element))
+            report.findings.append(_from_problem(problem, "deploy-check"))
     report.findings.extend(design)
     report.findings = _unique(sorted(report.findings, key=_order))
     return report
 
 
-def _forms(path: str | Path) -> set[str]:
+def _forms(path: str | Path) -> set[str] | None:
+    """Form names in the forms folder; None (do not check) while it holds no forms at all."""
     folder = Path(path)
     if not folder.is_dir():
-        return set()
-    return {p.stem for p in folder.rglob("*") if p.suffix.lower() in FORM_SUFFIXES}
+        return None
+    names = {p.stem for p in folder.rglob("*") if p.suffix.lower() in FORM_SUFFIXES}
+    return names or None
 
 
 def _from_problem(problem: DefinitionProblem, rule: str) -> Finding:

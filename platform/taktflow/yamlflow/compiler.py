@@ -271,6 +271,9 @@ class _Compiler:
         self.name = data.get("name") or self.process_id.replace("_", " ").capitalize()
         self.description = data.get("description")
         self.lanes = list(data.get("lanes") or [])
+        if self.lanes:
+            for lane, lane_pos in zip(self.lanes, data["lanes"].item_pos, strict=True):
+                self.positions[f"lane__{re.sub(r'[^A-Za-z0-9_]', '_', lane)}"] = lane_pos
         start = data.get("start")
         if start is not None:
             _check_keys("start", start, lang.START)
