@@ -212,7 +212,7 @@ def test_db_upgrade_creates_the_schema_in_a_new_sqlite_file_and_a_rerun_is_a_no_
     assert again.exit_code == 0, again.stderr
     assert again.json() == {"revision": HEAD, "head": HEAD, "database": url}
     processes = tf("processes", "--json", url=url).json()
-    assert [p["process_id"] for p in processes] == ["machine_order"]  # data kept
+    assert [p["process_id"] for p in processes] == ["first_article", "machine_order"]  # kept
 
     human = tf("db", "upgrade", url=url)
     assert human.exit_code == 0
@@ -592,7 +592,7 @@ def test_start_an_unknown_process_exits_3(tf: Taktflow, ok: Callable[..., Any]) 
 
     deploy(ok, WORKFLOWS)
     payload, line = fail(tf, 3, "start", "nope")
-    assert line == "process 'nope' is not deployed (deployed: machine_order)"
+    assert line == "process 'nope' is not deployed (deployed: first_article, machine_order)"
     assert payload["error"]["code"] == "not_found"
 
 

@@ -36,3 +36,8 @@ def test_readme_walkthrough_runs(tmp_path: Path) -> None:
     assert "duplicate key, ignored" in out
     assert "instance 1: machine_order v1 - completed" in out
     assert '"machine_hours": 1.39' in out
+    assert "0 error(s)" in out  # taktflow lint
+    assert "instance 2: first_article v1 - completed" in out
+    assert '"deviation_mm": 0.012, "verdict": "release"' in out
+    compiled = (tmp_path / "readme" / "first_article.bpmn").read_text()
+    assert '<bpmn:process id="first_article"' in compiled
