@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Front-end packages from npm (bpmn-js; its model layer also checks compiled BPMN in tests).
+NODE_STAMP := node_modules/.installed
 # Parallel test workers: "auto" uses every core; set PYTEST_WORKERS=0 to run serially.
 PYTEST_WORKERS ?= auto
 HOST ?= 127.0.0.1
@@ -16,7 +18,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch $(NODE_STAMP); \
+	else \
+		echo "npm not found: front-end packages not installed (Debian: apt-get install npm)"; \
+	fi
+
+install: $(STAMP) $(NODE_STAMP)
 
 db: $(STAMP)
 	$(BIN)/taktflow db upgrade
@@ -24,12 +33,12 @@ db: $(STAMP)
 ## make run: install, prepare the database, deploy the workflows and serve on http://127.0.0.1:5000
 # A local trial needs no secret key; production sets TAKTFLOW_ENV and TAKTFLOW_SECRET_KEY.
 run: export TAKTFLOW_ENV := $(or $(TAKTFLOW_ENV),development)
-run: db
+run: db $(NODE_STAMP)
 	$(BIN)/taktflow deploy workflows/
 	$(BIN)/taktflow serve --host $(HOST) --port $(PORT)
 
 ## make test: install what the tests need and run the whole suite
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n $(PYTEST_WORKERS)

@@ -41,6 +41,18 @@ def missing_service(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def node_with_bpmn_moddle() -> str:
+    """Path of `node`, with bpmn-moddle (from bpmn-js, installed by make) next to the tests."""
+    node = shutil.which("node")
+    if node is None:
+        missing_service("node (Node.js) is not installed (Debian: apt-get install nodejs npm)")
+    root = Path(__file__).parents[1]
+    if not (root / "node_modules" / "bpmn-moddle").is_dir():
+        missing_service("node_modules/bpmn-moddle is missing: run `make install`")
+    return node  # type: ignore[return-value]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if STRICT and session.testsfailed == 0:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
