@@ -710,7 +710,7 @@ class _Compiler:
             if part.entry is None and part.goto:
                 self._retarget_goto(part, event)
             if not interrupting and part.open:
-                end = self._end(scope, "Reminder done", hpos)
+                end = self._node(scope, f"{event.id}__end", "endEvent", "Reminder done", hpos)
                 self._connect(scope, part.exits or [(event, None, None, False)], end)
                 part = _Part(
                     part.entry or end,
@@ -1258,6 +1258,13 @@ class _Compiler:
         first_source: dict[int, Node] = {}
         for flow in scope.flows:
             first_source.setdefault(id(flow.target), flow.source)
+        by_id = {node.id: node for node in scope.nodes}
+        for node in scope.nodes:
+            # A join (or merge, or loop test) belongs with the step it closes, so the main
+            # path stays in its lane after a branch that went elsewhere.
+            base, sep, suffix = node.id.rpartition("__")
+            if sep and suffix in ("join", "merge", "until") and base in by_id:
+                first_source[id(node)] = by_id[base]
         for _ in range(len(scope.nodes) + 1):
             changed = False
             for node in scope.nodes:
