@@ -16,11 +16,13 @@ import SpiffWorkflow
 from lxml import etree
 from SpiffWorkflow.spiff.parser import VALIDATOR
 
+from taktflow.config import DEFAULT_ROLES
 from taktflow.engine import models as m
 from taktflow.engine.actions import ActionContext, ActionRegistry, Param
 from taktflow.engine.clock import ManualClock
 from taktflow.engine.runtime import WorkflowEngine
 from taktflow.errors import DefinitionError, NotFound
+from taktflow.lint import ERROR, lint_paths
 from taktflow.yamlflow import compile_text
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -135,6 +137,19 @@ def test_every_example_file_belongs_to_a_construct() -> None:
     assert len(EXAMPLE_FILES) >= 30
 
 
+def test_every_example_passes_the_linter(actions: ActionRegistry) -> None:
+    """No lint errors with the real roles and the actions the examples' tests register;
+    warnings (a task without a form, a message a connector would send) are allowed."""
+    _register_book_scrap(actions, [])
+    _register_book_receipt(actions, [])
+    report = lint_paths(
+        [EXAMPLES], actions=actions, workflows_path=EXAMPLES, roles=DEFAULT_ROLES.split(",")
+    )
+    assert len(report.files) == len(list(EXAMPLES.iterdir()))
+    assert [str(f) for f in report.findings if f.severity == ERROR] == []
+    assert report.warnings > 0  # the linter did look: some examples have no forms
+
+
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_example_compiles_to_valid_deterministic_xml(path: Path) -> None:
     """What deploy checks (SpiffWorkflow's BPMN XSD validator), checked here on its own; the
@@ -224,7 +239,7 @@ def test_manual_task(engine: WorkflowEngine) -> None:
         {"die": "D-12", "press": "P3", "coil": "C-9", "thickness_mm": 1.5},
     )
     [mount] = engine.tasks(instance_id)
-    assert (mount["name"], mount["kind"], mount["lane"]) == ("mount_die", "manual", "setter")
+    assert (mount["name"], mount["kind"], mount["lane"]) == ("mount_die", "manual", "operator")
     assert mount["form"] is None
     assert mount["instructions"] == "Mount die D-12 on press P3 and lock the clamps"
 
@@ -655,7 +670,7 @@ def test_interrupting_timeout_escalates(engine: WorkflowEngine, clock: ManualClo
     assert engine.worker_pass()["timers_fired"] == 1
     [escalated] = engine.tasks(instance_id)
     assert escalated["name"] == "escalated_approval"
-    assert escalated["lane"] == "plant_manager" and escalated["form"] == "deviation_approval"
+    assert escalated["lane"] == "manager" and escalated["form"] == "deviation_approval"
     with pytest.raises(NotFound):  # the original task was cancelled
         engine.complete_task(approve["task_id"])
 
@@ -686,7 +701,7 @@ def test_non_interrupting_timeout_reminds(engine: WorkflowEngine, clock: ManualC
     deploy(engine, "timeout_reminder.yaml")
     instance_id = start(engine, "setup_with_reminder")
     [setup] = engine.tasks(instance_id)
-    assert (setup["name"], setup["kind"], setup["lane"]) == ("set_up_machine", "manual", "setter")
+    assert (setup["name"], setup["kind"], setup["lane"]) == ("set_up_machine", "manual", "operator")
     clock.advance(minutes=59)
     assert engine.worker_pass()["timers_fired"] == 0
 
@@ -843,7 +858,7 @@ def test_repeat_until(engine: WorkflowEngine, verdicts: list[bool]) -> None:
     instance_id = start(engine, "weld_rework", {"seam": "W-3"})
     for ok in verdicts:
         assert status(engine, instance_id) == m.ACTIVE
-        assert the_task(engine, instance_id, "weld_seam")["lane"] == "welder"
+        assert the_task(engine, instance_id, "weld_seam")["lane"] == "operator"
         view = complete(engine, instance_id, "weld_seam")
         assert [t["name"] for t in view["ready_tasks"]] == ["inspect_seam"]
         view = complete(engine, instance_id, "inspect_seam", {"seam_ok": ok})
@@ -1081,11 +1096,11 @@ def test_lanes(engine: WorkflowEngine) -> None:
         lane.get("name"): [ref.text for ref in lane.iterfind("bpmn:flowNodeRef", NS)]
         for lane in root.iterfind(".//bpmn:lane", NS)
     }
-    assert list(lanes) == ["sales", "quality", "production"]
-    assert {"record_complaint", "inform_customer"} <= set(lanes["sales"])
+    assert list(lanes) == ["planner", "quality", "operator"]
+    assert {"record_complaint", "inform_customer"} <= set(lanes["planner"])
     assert "analyse_root_cause" in lanes["quality"]
     # An automated step sits in the lane of the step leading to it.
-    assert {"implement_corrective_action", "close_complaint"} <= set(lanes["production"])
+    assert {"implement_corrective_action", "close_complaint"} <= set(lanes["operator"])
     every = [ref for refs in lanes.values() for ref in refs]
     assert len(every) == len(set(every))  # each node in exactly one lane
 
@@ -1094,14 +1109,14 @@ def test_lanes(engine: WorkflowEngine) -> None:
     steps = [
         (
             "record_complaint",
-            "sales",
+            "planner",
             "user",
             "complaint",
             {"complaint_no": "C-77", "defect": "burr"},
         ),
         ("analyse_root_cause", "quality", "user", "root_cause", {"root_cause": "worn tool"}),
-        ("implement_corrective_action", "production", "manual", None, {}),
-        ("inform_customer", "sales", "user", None, {"customer_informed": True}),
+        ("implement_corrective_action", "operator", "manual", None, {}),
+        ("inform_customer", "planner", "user", None, {"customer_informed": True}),
     ]
     for name, lane, kind, form, submitted in steps:
         [task] = engine.tasks(instance_id)
