@@ -986,6 +986,9 @@ def test_end_with_an_error(engine: WorkflowEngine, certificate: str, accepted: b
     assert view["data"]["grade_ok"] is accepted
     assert ("accepted" in view["data"]) is accepted
     assert ("mismatch" in view["data"]) is not accepted
+    # The history keeps the uncaught error, so a completed instance shows how it ended.
+    uncaught = [e["details"] for e in view["history"] if e["kind"] == "error_uncaught"]
+    assert uncaught == ([] if accepted else [{"code": "wrong_material", "name": "wrong_material"}])
 
 
 # ---------------------------------------------------------------------- send

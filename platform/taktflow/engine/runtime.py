@@ -28,6 +28,9 @@ from SpiffWorkflow import TaskState
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
+    ErrorEventDefinition as BaseErrorEventDefinition,
+)
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
     SignalEventDefinition as BaseSignalEventDefinition,
 )
 from SpiffWorkflow.bpmn.specs.event_definitions.message import (
@@ -647,6 +650,17 @@ class WorkflowEngine(DeploymentMixin):
                 kind = m.WAIT_MESSAGE
             elif isinstance(definition, BaseSignalEventDefinition):
                 kind = m.WAIT_SIGNAL
+            elif isinstance(definition, BaseErrorEventDefinition):
+                # An error end event nothing caught ended its path; keep it in the history so
+                # a "completed" instance still shows that it ended with an error.
+                self._audit(
+                    unit,
+                    "error_uncaught",
+                    row.id,
+                    None,
+                    details={"code": definition.code, "name": definition.name},
+                )
+                continue
             else:
                 continue
             payload = event.payload if isinstance(event.payload, dict) else {"value": event.payload}
