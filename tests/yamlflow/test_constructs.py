@@ -1133,3 +1133,31 @@ def test_lanes(engine: WorkflowEngine) -> None:
     ]
     [root_cause] = [t for t in completed if t["element_id"] == "analyse_root_cause"]
     assert root_cause["actor"] == "quality-user"
+
+
+def test_tasks_inside_a_group_keep_their_own_lanes(engine: WorkflowEngine) -> None:
+    """SpiffWorkflow gives every task of a subprocess the subprocess's lane; the engine keeps
+    each task's own lane (else an operator could claim the quality task below)."""
+    engine.deploy_text(
+        "inspection_group.yaml",
+        """\
+process: inspection_group
+lanes: [operator, quality]
+steps:
+  - group: First part
+    timeout:
+      after: PT8H
+      steps: []
+    steps:
+      - task: Make first part
+        lane: operator
+      - task: Inspect first part
+        lane: quality
+""",
+    )
+    instance_id = start(engine, "inspection_group")
+    [made] = engine.tasks(instance_id)
+    assert (made["name"], made["lane"]) == ("make_first_part", "operator")
+    engine.complete_task(made["task_id"])
+    [inspected] = engine.tasks(instance_id)
+    assert (inspected["name"], inspected["lane"]) == ("inspect_first_part", "quality")

@@ -279,6 +279,7 @@ class DefinitionParser:
                 break  # SpiffWorkflow uses the first decision of a DMN file
 
         bpmn_roots: list[tuple[SourceFile, Any]] = []
+        lanes_by_file: dict[str, dict[str, str]] = {}
         for file in files:
             if file.kind != BPMN:
                 continue
@@ -286,6 +287,10 @@ class DefinitionParser:
             if root is None:
                 continue
             bpmn_roots.append((file, root))
+            lanes_by_file[file.name] = {
+                (ref.text or "").strip(): ref.getparent().get("name")
+                for ref in root.iterfind(".//bpmn:flowNodeRef", NS)
+            }
             for node in root.iterfind(".//bpmn:process", NS):
                 pid = node.get("id")
                 if pid in processes:
@@ -337,6 +342,7 @@ class DefinitionParser:
                 embedded: dict[str, BpmnProcessSpec] = {}
                 called: dict[str, str] = {}
                 self._walk(parser, spec, embedded, called)
+                _own_lanes(embedded.values(), lanes_by_file[file.name])
             except Exception as exc:  # noqa: BLE001
                 problems.append(_problem_from(exc, file, element=pid))
                 continue
@@ -502,6 +508,20 @@ def _locate(problems: list[DefinitionProblem], files: list[SourceFile]) -> list[
             problem.line = None
         problem.file = source.origin or problem.file
     return problems
+
+
+def _own_lanes(specs: Iterable[BpmnProcessSpec], lanes: Mapping[str, str]) -> None:
+    """A task inside an embedded subprocess keeps the lane its flowNodeRef gives it.
+
+    SpiffWorkflow hands every task of a subprocess the subprocess's own lane, so a quality
+    task in a group drawn in the operator lane would be offered to operators. Tasks with no
+    lane of their own keep the inherited one.
+    """
+    for spec in specs:
+        for ts in spec.task_specs.values():
+            own = lanes.get(getattr(ts, "bpmn_id", None) or "")
+            if own is not None:
+                ts.lane = own
 
 
 def _call_sites(process: ParsedProcess) -> list[tuple[str, str]]:

@@ -26,9 +26,9 @@ from lxml import etree
 from taktflow.engine.actions import ActionRegistry
 from taktflow.engine.definitions import BPMN, DMN, DefinitionParser, SourceFile, read_paths
 from taktflow.errors import DefinitionError, DefinitionProblem
-from taktflow.lint.decisions import check_dmn, decision_ids
+from taktflow.lint.bpmn_checks import check_bpmn, defined_names
+from taktflow.lint.dmn_checks import check_dmn, decision_ids
 from taktflow.lint.findings import ERROR, WARNING, Finding, LintContext
-from taktflow.lint.graph import check_bpmn, defined_names
 from taktflow.yamlflow import COMPILERS
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)

@@ -6,8 +6,8 @@ and inclusive gateways that can run out of conditions. Then references and expre
 forms, lanes and roles, service actions, called processes and decisions, messages nothing
 sends, timers written as bare ISO 8601 literals.
 
-Each check follows what SpiffWorkflow 3.2.0 does with the XML (see
-../shared/notes/spiffworkflow.md), not what the BPMN standard says, where the two differ:
+Each check follows what SpiffWorkflow 3.2.0 does with the XML (its parsers, and the team's
+spiffworkflow.md notes), not what the BPMN standard says, where the two differ:
 ids in `flowNodeRef`, `calledDecisionId` and `formName` are compared without stripping
 spaces; tasks inside an embedded subprocess take the subprocess's lane; a message event
 without `messageRef` is named after the event; `isExecutable` must be exactly "true".
@@ -59,7 +59,9 @@ FLOW_SCOPES = frozenset({"subProcess", "transaction"})
 ALL_SCOPES = FLOW_SCOPES | {"adHocSubProcess"}
 HUMAN = frozenset({"userTask", "manualTask"})
 CONDITIONAL_GATEWAYS = frozenset({"exclusiveGateway", "inclusiveGateway"})
-MESSAGE_CATCHERS = frozenset({"intermediateCatchEvent", "boundaryEvent", "startEvent", "receiveTask"})
+MESSAGE_CATCHERS = frozenset(
+    {"intermediateCatchEvent", "boundaryEvent", "startEvent", "receiveTask"}
+)
 MESSAGE_THROWERS = frozenset({"intermediateThrowEvent", "endEvent", "sendTask"})
 #: The order in which SpiffWorkflow looks for the timer's expression (the first one wins).
 TIMER_PARTS = ("timeDate", "timeDuration", "timeCycle")
@@ -192,8 +194,8 @@ def check_bpmn(file: str, root: Any, context: LintContext) -> list[Finding]:
                         WARNING,
                         "message-never-sent",
                         el,
-                        f"waits for message {name!r}, which no workflow sends (it must come "
-                        "from a connector or the API)",
+                        f"no workflow sends message {name!r} (it must come from a connector "
+                        "or the API)",
                     )
     return sorted(findings, key=lambda f: (f.line or 0, f.rule, f.element or "", f.message))
 
@@ -236,13 +238,18 @@ def _check_scope(scope: Any, add: Add) -> None:
         if source is not None:
             out_flows[source].append(flow)
         if source is None or target is None:
-            missing = flow.get("sourceRef") if source is None else flow.get("targetRef")
+            end = "sourceRef" if source is None else "targetRef"
+            missing = flow.get(end)
+            problem = (
+                f"has no {end}"
+                if missing is None
+                else f"refers to {missing!r}, which is not a step of this {what}"
+            )
             add(
                 ERROR,
                 "dangling-ref",
                 flow,
-                f"sequence flow refers to {missing!r}, which is not a step of this {what}: "
-                "connect it to an existing step or delete it",
+                f"sequence flow {problem}: connect it to an existing step or delete it",
             )
             if source is not None:
                 dangling_out.add(source)
@@ -286,9 +293,7 @@ def _is_compensation(el: Any) -> bool:
     sequence flows: they start and end outside the flow graph."""
     if el.get("isForCompensation") == "true":
         return True
-    return (
-        _local(el) == "boundaryEvent" and el.find(f"{_B}compensateEventDefinition") is not None
-    )
+    return _local(el) == "boundaryEvent" and el.find(f"{_B}compensateEventDefinition") is not None
 
 
 def _check_paths(
@@ -380,7 +385,7 @@ def _report_unreachable(
     for i in entries + lost:
         if i in covered:
             continue
-        region = _closure([i], lambda j: [k for k in followers(j) if k not in covered])
+        region = _closure([i], lambda j, done=covered: [k for k in followers(j) if k not in done])
         covered |= region
         behind = region - {i}
         tail = f" (nor can what follows it: {_names(nodes, behind)})" if behind else ""
@@ -443,9 +448,9 @@ def _check_gateway(gateway: Any, flows: list[Any], add: Add) -> None:
             "the gateway's default",
         )
     if not missing and default not in flow_ids:
-        note = (
-            f" (default {default!r} is not one of its outgoing flows)" if default is not None else ""
-        )
+        note = ""
+        if default is not None:
+            note = f" (default {default!r} is not one of its outgoing flows)"
         add(
             WARNING,
             "gateway-no-default",
@@ -544,7 +549,7 @@ def _check_form(task: Any, context: LintContext, add: Add) -> None:
             WARNING,
             "user-task-no-form",
             task,
-            'user task without a form (spiffworkflow:property name="formName"): the user '
+            "user task without a form (`form:` in YAML, the formName property in BPMN): the user "
             "gets nothing to fill in; set a form, or make it a manual task",
         )
     elif context.forms is not None and form not in context.forms:
