@@ -242,14 +242,19 @@ def write_bpmn(c: _Compiler, root: Box) -> str:
         diagram, f"{{{BPMNDI_NS}}}BPMNPlane", id=f"{c.process_id}__plane", bpmnElement=collab_id
     )
     nodes = all_nodes(c.scope)
+    points = [p for flow in all_flows(c.scope) for p in flow.waypoints]
     right = max(n.x + n.w for n in nodes) + 50
-    top = min(n.y for n in nodes) - 40 if not bands else min(t for t, _ in bands.values())
-    bottom = max(n.y + n.h for n in nodes) + 60
+    # The pool holds every shape and every line (detours run above or below the shapes).
+    top = min([n.y for n in nodes] + [y for _, y in points]) - 40
+    bottom = max([n.y + n.h for n in nodes] + [y for _, y in points]) + 40
     if bands:
+        top = min(top, min(t for t, _ in bands.values()))
         bottom = max(bottom, max(t + h for t, h in bands.values()))
         for lane in c.lanes:
             t, h = bands[lane]
-            # Stretch the last lane to the pool's bottom (detour channels run there).
+            # The first and last lanes reach the pool's edges, where detours run.
+            if lane == c.lanes[0]:
+                h, t = h + (t - top), top
             if lane == c.lanes[-1]:
                 h = max(h, bottom - t)
             _shape(plane, f"lane__{_safe(lane)}", 150, t, right - 150, h, horizontal=True)

@@ -28,7 +28,7 @@ PAD = 30.0  # inside an expanded subprocess
 MARGIN_X = 180.0  # left of the first shape (room for the pool and lane labels)
 MARGIN_Y = 80.0
 LANE_LABEL = 30.0
-BOUNDARY_STEP = 40.0
+BOUNDARY_STEP = 60.0
 
 
 def measure(box: Box | None) -> None:
@@ -208,14 +208,21 @@ def reattach(scope: Scope) -> None:
             node.y = node.host.y + node.host.h - node.h / 2
 
 
-def route(flow: Flow, channel: float) -> list[tuple[float, float]]:
+def route(
+    flow: Flow, channel: float, above: float | None = None, nodes: list[Node] | None = None
+) -> list[tuple[float, float]]:
     """Orthogonal waypoints from source to target."""
     s, t = flow.source, flow.target
     if flow.detour or t.x + t.w / 2 <= s.x:
-        # Back edges and jumps run through a channel under everything they pass.
+        # Back edges and jumps run through a channel under (or over) everything they pass:
+        # whichever way crosses fewer shapes.
         if flow.channel is not None:
             channel = flow.channel
-        return [(s.cx, s.y + s.h), (s.cx, channel), (t.cx, channel), (t.cx, t.y + t.h)]
+        down = [(s.cx, s.y + s.h), (s.cx, channel), (t.cx, channel), (t.cx, t.y + t.h)]
+        if above is None or nodes is None:
+            return down
+        up = [(s.cx, s.y), (s.cx, above), (t.cx, above), (t.cx, t.y)]
+        return min((down, up), key=lambda points: _crossings(points, nodes, s, t))
     if s.host is not None:  # boundary event: down, then right
         return [(s.cx, s.y + s.h), (s.cx, t.cy), (t.x, t.cy)]
     if abs(s.cy - t.cy) < 0.5:
@@ -228,6 +235,35 @@ def route(flow: Flow, channel: float) -> list[tuple[float, float]]:
         return [(s.x + s.w, s.cy), (t.cx, s.cy), (t.cx, edge)]
     mid = (s.x + s.w + t.x) / 2
     return [(s.x + s.w, s.cy), (mid, s.cy), (mid, t.cy), (t.x, t.cy)]
+
+
+def _crossings(points: list[tuple[float, float]], nodes: list[Node], s: Node, t: Node) -> int:
+    """How many shapes the polyline runs through (the ends and their containers excepted)."""
+    count = 0
+    for node in nodes:
+        if node is s or node is t or node.host in (s, t) or s.host is node or t.host is node:
+            continue
+        if node.inner is not None and (_inside(s, node) or _inside(t, node)):
+            continue
+        for (x1, y1), (x2, y2) in zip(points, points[1:], strict=False):
+            if (
+                min(x1, x2) < node.x + node.w
+                and node.x < max(x1, x2)
+                and min(y1, y2) < node.y + node.h
+                and node.y < max(y1, y2)
+            ) or (
+                x1 == x2
+                and node.x < x1 < node.x + node.w
+                and min(y1, y2) < node.y + node.h
+                and node.y < max(y1, y2)
+            ):
+                count += 1
+                break
+    return count
+
+
+def _inside(node: Node, box: Node) -> bool:
+    return box.x <= node.x and node.x + node.w <= box.x + box.w and box.y <= node.y <= box.y + box.h
 
 
 def layout(root: Box, scope: Scope, lanes: list[str]) -> dict[str, tuple[float, float]]:
@@ -245,10 +281,16 @@ def layout(root: Box, scope: Scope, lanes: list[str]) -> dict[str, tuple[float, 
     if bands:
         bottom = max(bottom, max(top + h for top, h in bands.values()))
     channel = bottom + 25.0
+    above = min(n.y for n in nodes) - 25.0
+    if bands:
+        above = min(min(top for top, _ in bands.values()), above + 25.0) - 25.0
     for flow in _all_flows(scope):
         if flow.detour or flow.target.x + flow.target.w / 2 <= flow.source.x:
-            flow.waypoints = route(flow, channel)
-            channel += 12.0
+            flow.waypoints = route(flow, channel, above, nodes)
+            if flow.waypoints[1][1] == above:
+                above -= 12.0
+            else:
+                channel += 12.0
         else:
             flow.waypoints = route(flow, channel)
     return bands
