@@ -1180,3 +1180,33 @@ def test_process_shows_versions_and_the_compiled_bpmn(
         3,
         "error: process 'setup_check' has no version 9\n",
     )
+
+
+# ---------------------------------------------------------------------- accounts
+def test_user_and_token_commands(tf: Taktflow, ok: Callable[..., Any], db_url: str) -> None:
+    ok("db", "upgrade")
+    anna = CliRunner().invoke(
+        cli,
+        ["--database-url", db_url, "user", "create", "anna", "--role", "operator",
+         "--role", "quality", "--password-stdin", "--json"],
+        input="setup-1234\n",
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert anna.exit_code == 0, anna.stderr
+    assert json.loads(anna.stdout)["roles"] == ["operator", "quality"]
+    erp = ok("user", "create", "erp", "--role", "planner")
+    assert erp["has_password"] is False
+    created = ok("token", "create", "--user", "erp", "--name", "ERP interface")
+    assert created["token"].startswith("tf_") and created["user"] == "erp"
+    listed = ok("token", "list")
+    assert [t["id"] for t in listed] == [created["id"]] and "token" not in listed[0]
+    assert ok("token", "revoke", str(created["id"]))["revoked_at"] is not None
+    assert [u["username"] for u in ok("user", "list")] == ["anna", "erp"]
+    bad = tf("user", "create", "bob", "--role", "wizard")
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("error: unknown role(s) wizard (roles: operator")
+    missing = tf("user", "password", "anna")
+    assert (missing.exit_code, missing.stderr) == (
+        2,
+        "error: give the password on standard input: --password-stdin\n",
+    )

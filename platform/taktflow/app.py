@@ -14,6 +14,7 @@ from flask import Flask, current_app
 from flask_migrate import Migrate
 from sqlalchemy.engine import make_url
 
+from taktflow.auth.service import AccountService
 from taktflow.config import Config, ConfigError
 from taktflow.db import db, engine_options
 from taktflow.engine.actions import ActionRegistry, builtin_actions
@@ -23,6 +24,7 @@ from taktflow.yamlflow import COMPILERS
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 ENGINE_KEY = "taktflow.engine"
+ACCOUNTS_KEY = "taktflow.accounts"
 
 migrate = Migrate()
 
@@ -66,6 +68,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     with app.app_context():
         app.extensions[ENGINE_KEY] = build_engine(config, db.engine)
+        app.extensions[ACCOUNTS_KEY] = AccountService(db.engine, config.role_names)
     logging.getLogger("taktflow").setLevel(logging.INFO)
     return app
 
@@ -102,6 +105,11 @@ def build_actions(config: Config) -> ActionRegistry:
             )
         register(registry)
     return registry
+
+
+def accounts(app: Flask | None = None) -> AccountService:
+    """The account service of `app` (default: the current app)."""
+    return (app or current_app).extensions[ACCOUNTS_KEY]
 
 
 def workflow_engine(app: Flask | None = None) -> WorkflowEngine:

@@ -452,6 +452,153 @@ def process(
     _emit(found, as_json, human)
 
 
+# ---------------------------------------------------------------------- accounts
+@cli.group()
+def user() -> None:
+    """User accounts and their roles."""
+
+
+def _password(stdin: bool, required: bool = False) -> str | None:
+    if not stdin:
+        if required:
+            raise BadRequest("give the password on standard input: --password-stdin")
+        return None
+    text = sys.stdin.readline().rstrip("\r\n")
+    if not text:
+        raise BadRequest("--password-stdin: standard input is empty")
+    return text
+
+
+def _user_line(u: dict) -> str:
+    state = "" if u["active"] else "  (disabled)"
+    login = "" if u["has_password"] else "  (no password: API tokens only)"
+    return f"{u['username']:20} {','.join(u['roles']):40}{state}{login}"
+
+
+@command(user, "create")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, required=True, help="A role (repeatable).")
+@click.option("--display-name", help="Name shown on screens.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_create(
+    engine: Any,
+    name: str,
+    roles: tuple[str, ...],
+    display_name: str | None,
+    password_stdin: bool,
+    *,
+    as_json: bool,
+) -> None:
+    """Create a user with one or more roles (without a password: API tokens only)."""
+    from taktflow.app import accounts
+
+    created = accounts().create_user(name, roles, _password(password_stdin), display_name)
+    _emit(created, as_json, lambda u: f"created user {_user_line(u)}")
+
+
+@command(user, "list")
+def user_list(engine: Any, *, as_json: bool) -> None:
+    """Users, their roles and whether they can log in."""
+    from taktflow.app import accounts
+
+    rows = accounts().users()
+    _emit(rows, as_json, lambda r: "\n".join(map(_user_line, r)) or "no users")
+
+
+@command(user, "roles")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, required=True, help="A role (repeatable).")
+def user_roles(engine: Any, name: str, roles: tuple[str, ...], *, as_json: bool) -> None:
+    """Replace a user's roles."""
+    from taktflow.app import accounts
+
+    _emit(accounts().set_roles(name, roles), as_json, _user_line)
+
+
+@command(user, "password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_password(engine: Any, name: str, password_stdin: bool, *, as_json: bool) -> None:
+    """Set a user's password."""
+    from taktflow.app import accounts
+
+    accounts().set_password(name, _password(password_stdin, required=True) or "")
+    _emit({"username": name, "password": "set"}, as_json, lambda r: f"password of {name} set")
+
+
+@command(user, "disable")
+@click.argument("name")
+def user_disable(engine: Any, name: str, *, as_json: bool) -> None:
+    """Stop a user from logging in or using tokens (tasks and history stay)."""
+    from taktflow.app import accounts
+
+    _emit(accounts().set_active(name, False), as_json, _user_line)
+
+
+@command(user, "enable")
+@click.argument("name")
+def user_enable(engine: Any, name: str, *, as_json: bool) -> None:
+    """Let a disabled user in again."""
+    from taktflow.app import accounts
+
+    _emit(accounts().set_active(name, True), as_json, _user_line)
+
+
+@cli.group()
+def token() -> None:
+    """API tokens for systems (ERP, scripts, connectors)."""
+
+
+@command(token, "create")
+@click.option("--user", "username", required=True, help="The user the token acts as.")
+@click.option(
+    "--role", "roles", multiple=True, help="Limit the token to these of the user's roles."
+)
+@click.option("--name", default="", help="What the token is for (e.g. ERP interface).")
+def token_create(
+    engine: Any, username: str, roles: tuple[str, ...], name: str, *, as_json: bool
+) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    from taktflow.app import accounts
+
+    record, secret = accounts().create_token(username, name, roles or None)
+    record["token"] = secret
+    _emit(
+        record,
+        as_json,
+        lambda r: (
+            f"{r['token']}\n(token {r['id']} for {r['user']}: send it as "
+            "'Authorization: Bearer <token>'; it cannot be shown again)"
+        ),
+    )
+
+
+@command(token, "list")
+def token_list(engine: Any, *, as_json: bool) -> None:
+    """Tokens (never their secrets), with when they were last used."""
+    from taktflow.app import accounts
+
+    def human(rows: list[dict]) -> str:
+        lines = []
+        for t in rows:
+            state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
+            roles = ",".join(t["roles"]) if t["roles"] is not None else "(all of the user's)"
+            lines.append(f"{t['id']:<5} {t['user']:16} {roles:30} {state:10} {t['name']}")
+        return "\n".join(lines) or "no tokens"
+
+    _emit(accounts().tokens(), as_json, human)
+
+
+@command(token, "revoke")
+@click.argument("token_id", type=int)
+def token_revoke(engine: Any, token_id: int, *, as_json: bool) -> None:
+    """Revoke a token: requests with it are refused from now on."""
+    from taktflow.app import accounts
+
+    record = accounts().revoke_token(token_id)
+    _emit(record, as_json, lambda r: f"token {r['id']} of {r['user']} revoked")
+
+
 # ---------------------------------------------------------------------- instances
 @command(cli, "start")
 @click.argument("process_id")

@@ -147,6 +147,9 @@ class HumanTask(Base):
     form: Mapped[str | None] = mapped_column(String(200))
     instructions: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Who has claimed the task (only they may complete it; a manager may reassign it).
+    claimed_by: Mapped[str | None] = mapped_column(String(100), index=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class InstanceWait(Base):
