@@ -69,7 +69,7 @@ from taktflow.engine.scripting import (
 )
 from taktflow.engine.serialization import SERIALIZER_VERSION, WorkflowSerializer
 from taktflow.engine.store import InstanceRow, audit_dict, flat_correlation, task_dict, wait_dict
-from taktflow.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from taktflow.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,13 @@ def _dumps(value: Any) -> str:
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _task_key(task_id: str) -> str:
+    try:
+        return str(uuid.UUID(str(task_id)))
+    except ValueError:
+        raise NotFound(f"task {task_id!r} does not exist (not a task id)") from None
 
 
 def correlation_matches(wanted: Mapping[str, Any], given: Mapping[str, Any]) -> bool:
@@ -711,17 +718,19 @@ class WorkflowEngine(DeploymentMixin):
         less, for callers such as an operator screen that only need the next task).
         """
         submitted = check_data(data, "task data")
-        try:
-            task_uuid = uuid.UUID(str(task_id))
-        except ValueError:
-            raise NotFound(f"task {task_id!r} does not exist (not a task id)") from None
-        key = str(task_uuid)
+        key = _task_key(task_id)
+        task_uuid = uuid.UUID(key)
         with self._unit() as unit:
             found = unit.hot.task_with_instance(unit.cur, key)
             if found is None:
                 self._task_not_ready(unit.conn, key)
             assert found is not None
-            title, lane, task_row = found
+            title, lane, claimed_by, task_row = found
+            if claimed_by is not None and actor is not None and claimed_by != actor:
+                raise PermissionDenied(
+                    f"task {key} is claimed by {claimed_by}; only they can complete it (a "
+                    "manager can reassign it)"
+                )
             row, wf = self._load(unit, task_row.id, task_row)
             if row.status != m.ACTIVE:
                 raise Conflict(f"instance {row.id} is {row.status}; its tasks cannot be completed")
@@ -745,6 +754,70 @@ class WorkflowEngine(DeploymentMixin):
             self._advance(unit, row, wf, actor, before=complete)
             self._persist(unit, row, wf)
             return self._view_of(unit, row.id, history)
+
+    # ------------------------------------------------------------------ claims
+    def task(self, task_id: str) -> dict:
+        """One ready task (with who has claimed it)."""
+        key = _task_key(task_id)
+        with self.bind.connect() as conn:
+            found = conn.execute(select(m.HumanTask).where(m.HumanTask.task_id == key)).first()
+            if found is None:
+                self._task_not_ready(conn, key)
+            return task_dict(found)
+
+    def claim_task(self, task_id: str, user: str) -> dict:
+        """`user` takes the task: from now on only they may complete it."""
+        return self._set_claim(task_id, user, actor=user, kind="task_claimed", only_if_free=True)
+
+    def unclaim_task(self, task_id: str, user: str, *, force: bool = False) -> dict:
+        """Give the task back to the lane; only its claimant may, unless `force` (a manager)."""
+        key = _task_key(task_id)
+        with self._unit() as unit:
+            task = self._claimable(unit, key)
+            if task.claimed_by is None:
+                return task_dict(task)
+            if task.claimed_by != user and not force:
+                raise PermissionDenied(
+                    f"task {key} is claimed by {task.claimed_by}; only they (or a manager) can "
+                    "release it"
+                )
+            self._audit(
+                unit, "task_unclaimed", task.instance_id, user, task_id=key,
+                element_id=task.element_id, details={"was": task.claimed_by},
+            )  # fmt: skip
+            task.claimed_by, task.claimed_at = None, None
+            return task_dict(task)
+
+    def assign_task(self, task_id: str, user: str, *, actor: str) -> dict:
+        """Give the task to `user` whoever holds it (a manager reassigning work)."""
+        return self._set_claim(task_id, user, actor=actor, kind="task_assigned", only_if_free=False)
+
+    def _set_claim(
+        self, task_id: str, user: str, *, actor: str, kind: str, only_if_free: bool
+    ) -> dict:
+        key = _task_key(task_id)
+        with self._unit() as unit:
+            task = self._claimable(unit, key)
+            if only_if_free and task.claimed_by not in (None, user):
+                raise Conflict(f"task {key} is already claimed by {task.claimed_by}")
+            if task.claimed_by == user:
+                return task_dict(task)
+            self._audit(
+                unit, kind, task.instance_id, actor, task_id=key, element_id=task.element_id,
+                details={"user": user, "was": task.claimed_by},
+            )  # fmt: skip
+            task.claimed_by, task.claimed_at = user, unit.now
+            return task_dict(task)
+
+    def _claimable(self, unit: _Unit, key: str) -> m.HumanTask:
+        # Lock the row so two people claiming at once cannot both win; the changes made to
+        # it are flushed with the unit of work.
+        found = unit.session.scalar(
+            select(m.HumanTask).where(m.HumanTask.task_id == key).with_for_update()
+        )
+        if found is None:
+            self._task_not_ready(unit.conn, key)
+        return found
 
     def _task_not_ready(self, conn: Connection, task_id: str) -> None:
         completed_by = conn.execute(

@@ -218,12 +218,12 @@ class HotPath:
     # -- human tasks
     def task_with_instance(
         self, cur: Any, task_id: str
-    ) -> tuple[str | None, str | None, InstanceRow] | None:
-        """(title, lane, instance row) of a ready task, in one query."""
+    ) -> tuple[str | None, str | None, str | None, InstanceRow] | None:
+        """(title, lane, claimed_by, instance row) of a ready task, in one query."""
         columns = ", ".join(f"i.{c.strip()}" for c in _INSTANCE_SQL_COLUMNS.split(","))
         cur.execute(
             self._q(
-                f"SELECT t.title, t.lane, {columns} FROM human_task t "
+                f"SELECT t.title, t.lane, t.claimed_by, {columns} FROM human_task t "
                 "JOIN process_instance i ON i.id = t.instance_id WHERE t.task_id = ?"
             ),
             (task_id,),
@@ -231,7 +231,7 @@ class HotPath:
         found = cur.fetchone()
         if found is None:
             return None
-        return found[0], found[1], self._instance(found[2:])
+        return found[0], found[1], found[2], self._instance(found[3:])
 
     def tasks_of(self, cur: Any, instance_id: int) -> list[dict[str, Any]]:
         cur.execute(
@@ -467,7 +467,16 @@ def task_dict(t: Any) -> dict[str, Any]:
         "form": get("form"),
         "instructions": get("instructions"),
         "created_at": created.isoformat() if isinstance(created, datetime) else created,
+        "claimed_by": _maybe(get, "claimed_by"),
     }
+
+
+def _maybe(get: Any, key: str) -> Any:
+    """A column the hot path's own task rows (built in memory) do not carry."""
+    try:
+        return get(key)
+    except (AttributeError, KeyError):
+        return None
 
 
 def wait_dict(w: Any) -> dict[str, Any]:
