@@ -55,11 +55,12 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
 
-    from taktflow.api import api_bp, register_error_handlers
+    from taktflow.api import MAX_REQUEST_BYTES, api_bp, register_error_handlers
     from taktflow.web import web_bp
 
     app.register_blueprint(web_bp)
     app.register_blueprint(api_bp)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     register_error_handlers(app)
 
     from taktflow.cli import cli

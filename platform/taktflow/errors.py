@@ -58,6 +58,14 @@ class BadRequest(TaktflowError):
     exit_status = 2
 
 
+class Unauthorized(TaktflowError):
+    """No valid credentials: log in, or send an API token."""
+
+    code = "unauthorized"
+    http_status = 401
+    exit_status = 5
+
+
 class PermissionDenied(TaktflowError):
     """The user may not do this; the message says why."""
 

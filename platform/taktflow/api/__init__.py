@@ -42,3 +42,10 @@ def register_error_handlers(app: Flask) -> None:
             return error
         code = (error.name or "error").lower().replace(" ", "_")
         return jsonify({"error": {"code": code, "message": error.description}}), error.code
+
+
+#: Larger request bodies are refused with 413 before they are read (workflow files are small).
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+# The v1 endpoints and the OpenAPI document register themselves on api_bp.
+from taktflow.api import openapi, v1  # noqa: E402, F401

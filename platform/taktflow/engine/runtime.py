@@ -755,6 +755,19 @@ class WorkflowEngine(DeploymentMixin):
             self._persist(unit, row, wf)
             return self._view_of(unit, row.id, history)
 
+    def record(
+        self,
+        kind: str,
+        actor: str | None,
+        details: Mapping[str, Any],
+        *,
+        instance_id: int | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        """Add an event to the audit that no engine step produced (e.g. a refused request)."""
+        with self._unit() as unit:
+            self._audit(unit, kind, instance_id, actor, task_id=task_id, details=details)
+
     # ------------------------------------------------------------------ claims
     def task(self, task_id: str) -> dict:
         """One ready task (with who has claimed it)."""
