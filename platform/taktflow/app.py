@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from flask_migrate import Migrate
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.engine import make_url
 
 from taktflow.auth.service import AccountService
@@ -61,6 +62,13 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(web_bp)
     app.register_blueprint(api_bp)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))  # one shift
+    # Every HTML form carries a CSRF token. The API is exempt here because token callers
+    # cannot be forged by a browser; API calls made with the session cookie are checked in
+    # api.auth instead.
+    csrf = CSRFProtect(app)
+    csrf.exempt(api_bp)
     register_error_handlers(app)
 
     from taktflow.cli import cli

@@ -10,6 +10,8 @@ from functools import wraps
 from typing import Any
 
 from flask import g, request, session
+from flask_wtf.csrf import validate_csrf
+from wtforms import ValidationError
 
 from taktflow.auth.service import Principal
 from taktflow.errors import PermissionDenied, Unauthorized
@@ -36,6 +38,15 @@ def current_principal() -> Principal:
         principal = accounts().principal(session[SESSION_USER])
         if principal is None:
             session.clear()
+        elif request.method not in ("GET", "HEAD", "OPTIONS"):
+            # A browser sends the session cookie to any site's request: writes need the
+            # page's CSRF token as well.
+            try:
+                validate_csrf(request.headers.get("X-CSRFToken", ""))
+            except ValidationError:
+                raise PermissionDenied(
+                    "missing or invalid CSRF token: send the page's token as X-CSRFToken"
+                ) from None
     if principal is None:
         raise Unauthorized(
             "log in, or send an API token as 'Authorization: Bearer <token>' "

@@ -1,0 +1,269 @@
+"""The screens: operator inbox and task page, manager approvals, instances, process models.
+
+Views are thin: they read the request, call the engine or the account service, and render.
+Every page states its permission through `page(...)`; task pages also apply the lane rule.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+
+from taktflow.auth.permissions import allowed, may_work_on, require_task
+from taktflow.auth.service import Principal
+from taktflow.engine.models import STATUSES
+from taktflow.errors import Conflict, DefinitionError, NotFound, PermissionDenied, TaktflowError
+from taktflow.web import page, web_bp
+
+#: Lanes whose tasks are decisions: shown on the approvals page with their data.
+APPROVAL_LANES = ("supervisor", "manager", "director")
+SORTS = {
+    "oldest": (lambda t: t["created_at"], False),
+    "newest": (lambda t: t["created_at"], True),
+    "process": (lambda t: (t["process_id"], t["created_at"]), False),
+    "title": (lambda t: ((t["title"] or t["name"]).lower(), t["created_at"]), False),
+}
+
+
+def _engine() -> Any:
+    from taktflow.app import workflow_engine
+
+    return workflow_engine()
+
+
+def _my_tasks(user: Principal) -> list[dict[str, Any]]:
+    tasks = [t for t in _engine().tasks() if may_work_on(user, t)]
+    lane = request.args.get("lane") or None
+    process = request.args.get("process") or None
+    if lane:
+        tasks = [t for t in tasks if t["lane"] == lane]
+    if process:
+        tasks = [t for t in tasks if t["process_id"] == process]
+    key, reverse = SORTS.get(request.args.get("sort", "oldest"), SORTS["oldest"])
+    return sorted(tasks, key=key, reverse=reverse)
+
+
+# ---------------------------------------------------------------------- operator
+@web_bp.get("/tasks")
+@page()
+def tasks(user: Principal) -> str:
+    rows = _my_tasks(user)
+    lanes = sorted({t["lane"] for t in _engine().tasks() if may_work_on(user, t) and t["lane"]})
+    return render_template(
+        "tasks.html", tasks=rows, lanes=lanes, args=request.args, sorts=list(SORTS)
+    )
+
+
+@web_bp.get("/tasks/table")
+@page()
+def tasks_table(user: Principal) -> str:
+    """The inbox table alone: htmx swaps it in every few seconds."""
+    return render_template("_task_table.html", tasks=_my_tasks(user))
+
+
+@web_bp.get("/tasks/<task_id>")
+@page()
+def task(user: Principal, task_id: str) -> Any:
+    try:
+        found = _engine().task(task_id)
+    except (NotFound, Conflict) as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("web.tasks"))
+    require_task(user, found, "see")
+    instance = _engine().instance(found["instance_id"], history=False)
+    return render_template(
+        "task.html", task=found, instance=instance, data=instance["data"], errors={},
+        values={},
+    )  # fmt: skip
+
+
+@web_bp.post("/tasks/<task_id>/claim")
+@page()
+def claim(user: Principal, task_id: str) -> Any:
+    found = _engine().task(task_id)
+    require_task(user, found, "claim")
+    try:
+        _engine().claim_task(task_id, user.username)
+        flash("The task is yours now.", "success")
+    except Conflict as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("web.task", task_id=task_id))
+
+
+@web_bp.post("/tasks/<task_id>/unclaim")
+@page()
+def unclaim(user: Principal, task_id: str) -> Any:
+    found = _engine().task(task_id)
+    require_task(user, found, "unclaim")
+    _engine().unclaim_task(task_id, user.username, force=allowed(user, "task.assign"))
+    flash("The task is back in the inbox of its lane.", "success")
+    return redirect(url_for("web.tasks"))
+
+
+@web_bp.post("/tasks/<task_id>/complete")
+@page()
+def complete(user: Principal, task_id: str) -> Any:
+    try:
+        found = _engine().task(task_id)
+    except (NotFound, Conflict) as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("web.tasks"))
+    require_task(user, found, "complete")
+    values = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    data: dict[str, Any] = {}
+    if "approved" in values:
+        data["approved"] = values["approved"] == "yes"
+    if values.get("comment"):
+        data["comment"] = values["comment"][:4000]
+    try:
+        view = _engine().complete_task(task_id, data, actor=user.username)
+    except PermissionDenied:
+        raise
+    except TaktflowError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("web.task", task_id=task_id))
+    title = found["title"] or found["name"]
+    flash(f"“{title}” done. Instance {view['instance_id']} is {view['status']}.", "success")
+    return redirect(url_for("web.approvals" if request.form.get("back") == "approvals"
+                            else "web.tasks"))  # fmt: skip
+
+
+# ---------------------------------------------------------------------- manager
+@web_bp.get("/approvals")
+@page("task.assign")
+def approvals(user: Principal) -> str:
+    rows = [
+        t
+        for t in _engine().tasks()
+        if may_work_on(user, t) and (t["lane"] in APPROVAL_LANES or user.is_admin)
+    ]
+    details = {}
+    for t in rows:
+        details[t["task_id"]] = _engine().instance(t["instance_id"], history=False)["data"]
+    return render_template("approvals.html", tasks=rows, details=details)
+
+
+@web_bp.post("/tasks/<task_id>/assign")
+@page("task.assign")
+def assign(user: Principal, task_id: str) -> Any:
+    from taktflow.app import accounts
+
+    target = accounts().principal(request.form.get("user", "").strip().lower())
+    if target is None:
+        flash("No such active user.", "error")
+        return redirect(url_for("web.task", task_id=task_id))
+    found = _engine().task(task_id)
+    require_task(target, found, "take")
+    _engine().assign_task(task_id, target.username, actor=user.username)
+    flash(f"Assigned to {target.username}.", "success")
+    return redirect(url_for("web.task", task_id=task_id))
+
+
+@web_bp.get("/instances")
+@page("instance.read")
+def instances(user: Principal) -> str:
+    status = request.args.get("status") or None
+    if status not in (None, *STATUSES):
+        status = None
+    process = request.args.get("process") or None
+    rows = _engine().instances(process_id=process, status=status, limit=200)
+    processes = [p["process_id"] for p in _engine().processes()]
+    return render_template(
+        "instances.html", instances=rows, statuses=STATUSES, processes=processes,
+        args=request.args,
+    )  # fmt: skip
+
+
+@web_bp.get("/instances/<int:instance_id>")
+@page("instance.read")
+def instance(user: Principal, instance_id: int) -> str:
+    view = _engine().instance(instance_id)
+    completed = sorted(
+        {e["element_id"] for e in view["history"] if e["element_id"] and e["kind"] in
+         ("task_completed", "message_received", "signal_received", "timer_fired")}
+    )  # fmt: skip
+    active = sorted({t["name"] for t in view["ready_tasks"]})
+    waiting = sorted({w["element_id"] for w in view["waiting"] if w.get("element_id")})
+    failed = [view["error"]["element_id"]] if view.get("error") else []
+    return render_template(
+        "instance.html",
+        view=view,
+        data_json=json.dumps(view["data"], indent=2, ensure_ascii=False, default=str),
+        markers={"completed": completed, "active": active, "waiting": waiting, "failed": failed},
+        can_control=allowed(user, "instance.control"),
+    )
+
+
+@web_bp.post("/instances/<int:instance_id>/retry")
+@page("instance.control")
+def retry(user: Principal, instance_id: int) -> Any:
+    try:
+        _engine().retry(instance_id, None, actor=user.username)
+        flash(f"Instance {instance_id} retried.", "success")
+    except TaktflowError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("web.instance", instance_id=instance_id))
+
+
+# ---------------------------------------------------------------------- engineer
+@web_bp.get("/processes")
+@page("process.deploy")
+def processes(user: Principal) -> str:
+    return render_template("processes.html", processes=_engine().processes(), report=None)
+
+
+@web_bp.post("/processes")
+@page("process.deploy")
+def deploy(user: Principal) -> Any:
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        flash("Choose a .bpmn, .dmn or .yaml file to deploy.", "error")
+        return redirect(url_for("web.processes"))
+    name = upload.filename
+    try:
+        text = upload.read().decode("utf-8")
+    except UnicodeDecodeError:
+        flash(f"{name}: the file is not UTF-8 text.", "error")
+        return redirect(url_for("web.processes"))
+    try:
+        results = _engine().deploy_text(name, text, actor=user.username)
+    except DefinitionError as exc:
+        return render_template(
+            "processes.html", processes=_engine().processes(), report=exc.problems,
+            uploaded=name,
+        ), 422  # fmt: skip
+    changed = [r for r in results if r["changed"]]
+    if changed:
+        flash(
+            "Deployed "
+            + ", ".join(f"{r['process_id'] or r['decision_id']} v{r['version']}" for r in changed)
+            + ".",
+            "success",
+        )
+    else:
+        flash(f"{name}: nothing changed (same content as the latest version).", "success")
+    return redirect(url_for("web.processes"))
+
+
+@web_bp.get("/processes/<process_id>")
+@page("process.read")
+def process(user: Principal, process_id: str) -> str:
+    found = _engine().process(process_id)
+    version = request.args.get("version", type=int) or found["version"]
+    source = _engine().process_source(process_id, version)
+    return render_template("process.html", process=found, version=version, source=source)
+
+
+@web_bp.get("/processes/<process_id>/versions/<int:version>.bpmn")
+@page("process.read")
+def process_bpmn(user: Principal, process_id: str, version: int) -> Any:
+    from flask import Response
+
+    return Response(_engine().process_source(process_id, version), mimetype="application/xml")
+
+
+@web_bp.errorhandler(NotFound)
+def not_found(error: NotFound) -> Any:
+    return render_template("refused.html", reason=error.message, title="Not found"), 404
