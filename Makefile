@@ -35,6 +35,7 @@ db: $(STAMP)
 run: export TAKTFLOW_ENV := $(or $(TAKTFLOW_ENV),development)
 run: db $(NODE_STAMP)
 	$(BIN)/taktflow deploy workflows/
+	$(BIN)/taktflow user seed seed_data/users.yaml
 	$(BIN)/taktflow serve --host $(HOST) --port $(PORT)
 
 ## make test: install what the tests need and run the whole suite

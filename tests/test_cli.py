@@ -1210,3 +1210,17 @@ def test_user_and_token_commands(tf: Taktflow, ok: Callable[..., Any], db_url: s
         2,
         "error: give the password on standard input: --password-stdin\n",
     )
+
+
+def test_user_seed_creates_the_demo_accounts_once_and_never_in_production(
+    tf: Taktflow, ok: Callable[..., Any]
+) -> None:
+    ok("db", "upgrade")
+    seeded = ok("user", "seed", "seed_data/users.yaml", env={"TAKTFLOW_ENV": "development"})
+    assert [u["username"] for u in seeded] == ["olga", "quinn", "paul", "mia", "erik", "ada"]
+    assert ok("user", "seed", env={"TAKTFLOW_ENV": "development"}) == []
+    refused = tf(
+        "user", "seed", env={"TAKTFLOW_ENV": "production", "TAKTFLOW_SECRET_KEY": "x" * 40}
+    )
+    assert refused.exit_code == 2
+    assert "set TAKTFLOW_ENV=development" in refused.stderr

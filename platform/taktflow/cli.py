@@ -544,6 +544,54 @@ def user_enable(engine: Any, name: str, *, as_json: bool) -> None:
     _emit(accounts().set_active(name, True), as_json, _user_line)
 
 
+@command(user, "seed")
+@click.argument("path", type=click.Path(dir_okay=False), default="seed_data/users.yaml")
+def user_seed(engine: Any, path: str, *, as_json: bool) -> None:
+    """Create the demo accounts of PATH that do not exist yet (development only)."""
+    from flask import current_app
+
+    from taktflow.app import accounts
+    from taktflow.yamlflow.loader import YamlProblem, load
+
+    if current_app.config["TAKTFLOW"].env == "production":
+        raise BadRequest(
+            "demo accounts have public passwords: set TAKTFLOW_ENV=development to seed them"
+        )
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = load(handle.read())
+    except OSError as exc:
+        raise BadRequest(f"{path}: cannot read: {exc.strerror}") from None
+    except YamlProblem as exc:
+        where = f"{path}:{exc.pos.line}:{exc.pos.column}" if exc.pos else path
+        raise BadRequest(f"{where}: {exc.message}") from None
+    entries = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise BadRequest(f"{path}: expected `users:`, a list of name, roles, password")
+    existing = {u["username"] for u in accounts().users()}
+    created = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise BadRequest(f"{path}: each user needs a name, roles and a password")
+        if entry["name"] in existing:
+            continue
+        created.append(
+            accounts().create_user(
+                entry["name"],
+                entry.get("roles") or [],
+                entry.get("password"),
+                entry.get("display_name"),
+            )
+        )
+    _emit(
+        created,
+        as_json,
+        lambda rows: (
+            "\n".join(f"created {_user_line(u)}" for u in rows) or "demo accounts already there"
+        ),
+    )
+
+
 @cli.group()
 def token() -> None:
     """API tokens for systems (ERP, scripts, connectors)."""
