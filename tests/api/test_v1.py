@@ -79,6 +79,16 @@ def test_deploy_start_claim_and_complete_by_lane(call: Any, deployed: str) -> No
     assert final.get_json()["data"] == {"order_id": "PO-1", "setup_min": 12, "approved": True}
 
 
+def test_tasks_filter_by_work_center_in_the_instance_data(call: Any, deployed: str) -> None:
+    for center in ("press_1", "press_2", "press_1"):
+        call("POST", "/instances", "planner",
+             json={"process_id": deployed, "data": {"work_center": center}})  # fmt: skip
+    found = call("GET", "/tasks?work_center=press_1", "operator").get_json()
+    assert len(found) == 2
+    assert call("GET", "/tasks?work_center=press_9", "operator").get_json() == []
+    assert len(call("GET", "/tasks", "operator").get_json()) == 3
+
+
 def test_a_manager_reassigns_a_claimed_task(call: Any, deployed: str, app: Any) -> None:
     from taktflow.app import accounts
 

@@ -199,6 +199,9 @@ def document() -> dict[str, Any]:
                         _query("lane", "only this lane"),
                         _query("process", "only this process"),
                         _query("mine", "1: only tasks the caller has claimed"),
+                        _query(
+                            "work_center", "only tasks whose instance data has this work_center"
+                        ),
                     ],
                 ),
             },

@@ -190,7 +190,16 @@ def list_tasks(principal: Principal) -> Any:
         tasks = [t for t in tasks if t["process_id"] == filters["process"]]
     if request.args.get("mine") in ("1", "true", "yes"):
         tasks = [t for t in tasks if t["claimed_by"] == principal.username]
+    work_center = request.args.get("work_center")
+    if work_center:
+        tasks = [t for t in tasks if _work_center(t) == work_center]
     return jsonify(tasks[:MAX_LIST])
+
+
+def _work_center(task: dict[str, Any]) -> Any:
+    """The work center a task's instance is at (its data's `work_center`), if any."""
+    data = _engine().instance(task["instance_id"], history=False)["data"]
+    return data.get("work_center")
 
 
 def _task_for(principal: Principal, task_id: str, what: str) -> dict[str, Any]:
