@@ -157,9 +157,12 @@ def test_engineer_deploys_by_upload_and_sees_problems_with_lines(client: Any, us
         },
         content_type="multipart/form-data",
     )
-    assert good.status_code == 302
-    listing = client.get("/processes").get_data(as_text=True)
-    assert "Deployed second v1." in listing and "/processes/second" in listing
+    # Deployed, and the lint findings are shown with their lines (warnings do not stop it).
+    assert good.status_code == 200
+    text = good.get_data(as_text=True)
+    assert "Deployed second v1, with these findings" in text
+    assert "second.yaml:4" in text and "user-task-no-form" in text
+    assert "/processes/second" in client.get("/processes").get_data(as_text=True)
     shown = client.get("/processes/second").get_data(as_text=True)
     assert "bpmn:userTask" in shown.replace("&lt;", "<")
     assert client.get("/processes/second/versions/1.bpmn").mimetype == "application/xml"

@@ -227,13 +227,19 @@ def deploy(user: Principal) -> Any:
     except UnicodeDecodeError:
         flash(f"{name}: the file is not UTF-8 text.", "error")
         return redirect(url_for("web.processes"))
+    findings = _lint_upload(name, text)
     try:
         results = _engine().deploy_text(name, text, actor=user.username)
     except DefinitionError as exc:
         return render_template(
             "processes.html", processes=_engine().processes(), report=exc.problems,
-            uploaded=name,
+            uploaded=name, findings=findings,
         ), 422  # fmt: skip
+    if findings:
+        return render_template(
+            "processes.html", processes=_engine().processes(), report=None, uploaded=name,
+            findings=findings, deployed=[r for r in results if r["changed"]],
+        )  # fmt: skip
     changed = [r for r in results if r["changed"]]
     if changed:
         flash(
@@ -245,6 +251,33 @@ def deploy(user: Principal) -> Any:
     else:
         flash(f"{name}: nothing changed (same content as the latest version).", "success")
     return redirect(url_for("web.processes"))
+
+
+def _lint_upload(name: str, text: str) -> list[Any]:
+    """What `taktflow lint` says about the uploaded file (shown with lines next to the deploy
+    result; design warnings do not stop a deploy)."""
+    import tempfile
+    from pathlib import Path
+
+    from flask import current_app
+
+    from taktflow.app import build_actions
+    from taktflow.lint import lint_paths
+
+    config = current_app.config["TAKTFLOW"]
+    safe = Path(name).name or "upload"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / safe
+        path.write_text(text, encoding="utf-8")
+        report = lint_paths(
+            [path],
+            actions=build_actions(config),
+            workflows_path=config.workflows_path,
+            forms_path=config.forms_path,
+            roles=config.role_names,
+        )
+    # Findings name the temporary file: show the uploaded name instead.
+    return [{**f.to_dict(), "file": safe} for f in report.findings if f.rule != "invalid-file"]
 
 
 @web_bp.get("/processes/<process_id>")
