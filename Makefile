@@ -34,7 +34,7 @@ db: $(STAMP)
 # A local trial needs no secret key; production sets TAKTFLOW_ENV and TAKTFLOW_SECRET_KEY.
 run: export TAKTFLOW_ENV := $(or $(TAKTFLOW_ENV),development)
 run: db $(NODE_STAMP)
-	$(BIN)/taktflow deploy workflows/
+	$(BIN)/taktflow deploy forms/ workflows/
 	$(BIN)/taktflow user seed seed_data/users.yaml
 	$(BIN)/taktflow serve --host $(HOST) --port $(PORT)
 

@@ -35,6 +35,7 @@ from taktflow.engine.runtime import WorkflowEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / "workflows"
+FORMS = ROOT / "forms"
 ENGINE_DATA = ROOT / "tests" / "engine" / "data"
 ENGINE_BPMN = ROOT / "tests" / "engine" / "bpmn"
 SCRIPT = Path(sys.executable).parent / "taktflow"
@@ -628,11 +629,12 @@ def test_tasks_lists_ready_tasks_and_filters_by_instance(
 def test_complete_records_the_user_and_prints_the_instance(
     ok: Callable[..., Any], tf: Taktflow
 ) -> None:
-    deploy(ok, WORKFLOWS)
+    deploy(ok, FORMS, WORKFLOWS)
     instance_id = start_order(ok)["instance_id"]
     (task,) = ok("tasks")
+    sheet = {"operator": "op-17", "setup_min": 12}
 
-    view = ok("complete", task["task_id"], "--data", '{"operator": "op-17"}', "--user", "op-17")
+    view = ok("complete", task["task_id"], "--data", json.dumps(sheet), "--user", "op-17")
 
     assert INSTANCE_KEYS <= set(view)
     assert view["instance_id"] == instance_id
@@ -647,7 +649,11 @@ def test_complete_records_the_user_and_prints_the_instance(
     assert [(h["actor"], h["task_id"], h["element_id"]) for h in completed] == [
         ("op-17", task["task_id"], "record_setup")
     ]
-    assert completed[0]["details"]["data"] == {"operator": "op-17"}
+    # The setup sheet form (forms/record_setup.yaml) checked the data: what it stores is
+    # every field of the form, the empty ones as null.
+    assert completed[0]["details"]["data"] == sheet | {
+        "tool_id": None, "material_lot": None, "first_piece_ok": False, "remarks": None,
+    }  # fmt: skip
     # "the instance, as `taktflow instance` prints it"
     assert view == instance(ok, instance_id)
     assert ok("tasks") == []
@@ -665,10 +671,11 @@ def test_complete_an_unknown_task_exits_3(tf: Taktflow) -> None:
 def test_completing_a_task_twice_exits_4_naming_who_did_it(
     ok: Callable[..., Any], tf: Taktflow
 ) -> None:
-    deploy(ok, WORKFLOWS)
+    deploy(ok, FORMS, WORKFLOWS)
     start_order(ok)
     (task,) = ok("tasks")
-    ok("complete", task["task_id"], "--user", "op-17")
+    ok("complete", task["task_id"], "--data", '{"operator": "op-1", "setup_min": 5}',
+       "--user", "op-17")  # fmt: skip
 
     payload, line = fail(tf, 4, "complete", task["task_id"], "--user", "op-18")
 
@@ -1153,7 +1160,10 @@ def test_deploy_a_yaml_workflow_and_run_it(
         "operator",
         "record_setup",
     )
-    done = ok("complete", task["task_id"])
+    # The task's form is checked on completion: without it deployed, the task is refused.
+    assert tf("complete", task["task_id"]).exit_code == 4
+    ok("deploy", str(FORMS / "record_setup.yaml"))
+    done = ok("complete", task["task_id"], "--data", '{"operator": "op-3", "setup_min": 9}')
     assert done["status"] == "completed"
     assert done["data"]["grade"] == "A"
 

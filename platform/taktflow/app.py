@@ -21,11 +21,13 @@ from taktflow.db import db, engine_options
 from taktflow.engine.actions import ActionRegistry, builtin_actions
 from taktflow.engine.runtime import WorkflowEngine
 from taktflow.engine.sandbox import Limits
+from taktflow.forms.service import TaskForms
 from taktflow.yamlflow import COMPILERS
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 ENGINE_KEY = "taktflow.engine"
 ACCOUNTS_KEY = "taktflow.accounts"
+FORMS_KEY = "taktflow.forms"
 
 migrate = Migrate()
 
@@ -78,6 +80,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         app.extensions[ENGINE_KEY] = build_engine(config, db.engine)
         app.extensions[ACCOUNTS_KEY] = AccountService(db.engine, config.role_names)
+        app.extensions[FORMS_KEY] = TaskForms(
+            app.extensions[ENGINE_KEY], app.extensions[ACCOUNTS_KEY]
+        )
     logging.getLogger("taktflow").setLevel(logging.INFO)
     return app
 
@@ -119,6 +124,11 @@ def build_actions(config: Config) -> ActionRegistry:
 def accounts(app: Flask | None = None) -> AccountService:
     """The account service of `app` (default: the current app)."""
     return (app or current_app).extensions[ACCOUNTS_KEY]
+
+
+def task_forms(app: Flask | None = None) -> TaskForms:
+    """Task forms of `app`: how screens, the API and the CLI show and submit tasks."""
+    return (app or current_app).extensions[FORMS_KEY]
 
 
 def workflow_engine(app: Flask | None = None) -> WorkflowEngine:

@@ -259,14 +259,16 @@ def db_upgrade(engine: Any, *, as_json: bool) -> None:
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--user", help="Who deploys (recorded in the audit).")
 def deploy(engine: Any, paths: tuple[str, ...], user: str | None, *, as_json: bool) -> None:
-    """Deploy BPMN/DMN files and folders as one batch (all or nothing).
+    """Deploy workflow (.bpmn, .yaml), decision (.dmn) and form (.yaml) files and folders as
+    one batch (all or nothing).
 
-    Without PATHS, deploys the workflows folder (TAKTFLOW_WORKFLOWS_PATH, default workflows/).
+    Without PATHS, deploys the forms folder (TAKTFLOW_FORMS_PATH, default forms/) and the
+    workflows folder (TAKTFLOW_WORKFLOWS_PATH, default workflows/).
     """
     from flask import current_app
 
     if not paths:
-        paths = (current_app.config["TAKTFLOW"].workflows_path,)
+        paths = current_app.config["TAKTFLOW"].definition_paths
     results = engine.deploy_paths(paths, actor=user)
     out = [
         {k: r[k] for k in ("process_id", "version", "file", "changed")} | _decision_keys(r)
@@ -276,7 +278,9 @@ def deploy(engine: Any, paths: tuple[str, ...], user: str | None, *, as_json: bo
     def human(rows: list[dict]) -> str:
         lines = []
         for r in rows:
-            ident = r["process_id"] or f"decision {r.get('decision_id')}"
+            ident = r["process_id"] or (
+                f"form {r['form']}" if r.get("form") else f"decision {r.get('decision_id')}"
+            )
             state = "deployed" if r["changed"] else "unchanged"
             lines.append(f"{ident:30} v{r['version']:<4} {state:10} {r['file']}")
         return "\n".join(lines) or "nothing to deploy"
@@ -372,16 +376,17 @@ def compile_(config: Any, file: str, output: str | None, *, as_json: bool) -> No
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--strict", is_flag=True, help="Exit non-zero on warnings too, not only on errors.")
 def lint(config: Any, paths: tuple[str, ...], strict: bool, *, as_json: bool) -> None:
-    """Check workflow files (.yaml, .bpmn, .dmn) and folders without deploying them.
+    """Check workflow (.yaml, .bpmn), decision (.dmn) and form (.yaml) files and folders
+    without deploying them.
 
-    Without PATHS, lints the workflows folder. Exit status 1 when there are errors (or, with
-    --strict, warnings).
+    Without PATHS, lints the forms and the workflows folders. Exit status 1 when there are
+    errors (or, with --strict, warnings).
     """
     from taktflow.app import build_actions
     from taktflow.lint import lint_paths
 
     report = lint_paths(
-        paths or (config.workflows_path,),
+        paths or config.definition_paths,
         actions=build_actions(config),
         workflows_path=config.workflows_path,
         forms_path=config.forms_path,
@@ -401,6 +406,8 @@ def lint(config: Any, paths: tuple[str, ...], strict: bool, *, as_json: bool) ->
 
 
 def _decision_keys(r: dict) -> dict:
+    if r.get("form"):
+        return {"form": r["form"]}
     return {"decision_id": r["decision_id"]} if r.get("decision_id") else {}
 
 
@@ -725,12 +732,17 @@ def _instance_text(view: dict) -> str:
 def complete(
     engine: Any, task_id: str, data: str | None, user: str | None, *, as_json: bool
 ) -> None:
-    """Complete a ready task with data; prints the instance."""
-    _emit(
-        engine.complete_task(task_id, _json_arg(data, "--data"), actor=user),
-        as_json,
-        _instance_text,
+    """Complete a ready task with data (checked against the task's form); prints the instance.
+
+    A form with a signature cannot be completed here: the signer enters a password on the
+    task page or through the API.
+    """
+    from taktflow.app import task_forms
+
+    view = task_forms().submit(
+        task_id, _json_arg(data, "--data") or {}, actor=user, check_password=None, strict=True
     )
+    _emit(view, as_json, _instance_text)
 
 
 @command(cli, "instance")

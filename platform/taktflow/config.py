@@ -185,6 +185,17 @@ class Config:
             )
 
     @property
+    def definition_paths(self) -> tuple[str, ...]:
+        """What `deploy` and `lint` take without arguments: the forms folder (when it holds
+        forms) and the workflows folder. Forms first, so a batch reads in the order people
+        think of it: the screens, then the processes that use them."""
+        from pathlib import Path
+
+        forms = Path(self.forms_path)
+        has_forms = forms.is_dir() and any(p.suffix in (".yaml", ".yml") for p in forms.iterdir())
+        return ((self.forms_path,) if has_forms else ()) + (self.workflows_path,)
+
+    @property
     def role_names(self) -> list[str]:
         return [part for part in self.roles.split(",") if part]
 

@@ -19,6 +19,13 @@ steps:
   - task: Approve release
     lane: manager
 """
+FORM = """\
+form: setup_sheet
+fields:
+  - name: setup_min
+    type: integer
+    required: true
+"""
 
 
 @pytest.fixture
@@ -54,5 +61,8 @@ def call(client: Any, tokens: dict[str, str]) -> Call:
 def deployed(call: Call) -> str:
     response = call("POST", "/processes", "engineer",
                     json={"name": "release_check.yaml", "text": WORKFLOW})  # fmt: skip
+    assert response.status_code == 201, response.json
+    response = call("POST", "/processes", "engineer",
+                    json={"name": "setup_sheet.yaml", "text": FORM})  # fmt: skip
     assert response.status_code == 201, response.json
     return "release_check"

@@ -18,6 +18,8 @@ EVERYONE = set(ROLES)
 MATRIX: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/me", None, EVERYONE),
     ("GET", "/processes", None, EVERYONE),
+    ("GET", "/forms", None, EVERYONE),
+    ("GET", "/forms/setup_sheet", None, EVERYONE),
     ("GET", "/processes/release_check", None, EVERYONE),
     ("GET", "/processes/release_check/versions/1/bpmn", None, EVERYONE),
     ("POST", "/processes", {"name": "x.yaml", "text": "process: x\nsteps:\n  - end: E\n"},
@@ -76,5 +78,6 @@ def test_every_route_is_in_the_matrix_or_public(app: Any) -> None:
     routes = {r.replace("<any(terminate, suspend, resume, retry):action>", "suspend")
               for r in routes}  # fmt: skip
     covered = {c.replace("release_check", "<process_id>").replace("/1/", "/<int:version>/")
+               .replace("setup_sheet", "<name>")
                for c in covered}  # fmt: skip
     assert routes == covered

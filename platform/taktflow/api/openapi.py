@@ -116,6 +116,20 @@ def document() -> dict[str, Any]:
             "/version": {"get": _op("The taktflow version", None)},
             "/openapi.json": {"get": _op("This document", None)},
             "/me": {"get": _op("Who the caller is, with roles", "login")},
+            "/forms": {"get": _op("Deployed forms, latest versions", "process.read")},
+            "/forms/{name}": {
+                "get": _op(
+                    "A deployed form: version, YAML source and fields (`definition`)",
+                    "process.read",
+                    params=[
+                        _path("name"),
+                        _query(
+                            "version", "this version (default: the latest)", {"type": "integer"}
+                        ),
+                    ],  # fmt: skip
+                    responses=_BAD,
+                )
+            },
             "/processes": {
                 "get": _op("Deployed processes, latest versions", "process.read"),
                 "post": _op(
@@ -207,7 +221,12 @@ def document() -> dict[str, Any]:
             },
             "/tasks/{task_id}": {
                 "get": _op(
-                    "A task with the instance data", "lane: see", params=task, responses=_BAD
+                    "A task with the instance data and its form (`form_definition`: sections "
+                    "and fields with labels, options, limits and defaults for this task; null "
+                    "when the task has no form)",
+                    "lane: see",
+                    params=task,
+                    responses=_BAD,
                 ),
             },
             "/tasks/{task_id}/claim": {
@@ -238,7 +257,9 @@ def document() -> dict[str, Any]:
             },
             "/tasks/{task_id}/complete": {
                 "post": _op(
-                    "Complete a task with data (only its claimant, if claimed)",
+                    "Complete a task with data (only its claimant, if claimed). With a form, "
+                    "`data` holds its fields and is checked against it; a signature field "
+                    "takes the signer's password; unknown keys are refused",
                     "lane: complete",
                     params=task,
                     body={"type": "object", "properties": {"data": _OBJECT}},

@@ -106,6 +106,26 @@ def get_process_bpmn(principal: Principal, process_id: str, version: int) -> Any
     return Response(xml, mimetype="application/xml")
 
 
+@api_bp.get("/forms")
+@authenticated
+def list_forms(principal: Principal) -> Any:
+    require(principal, "process.read")
+    return jsonify(_engine().forms())
+
+
+@api_bp.get("/forms/<name>")
+@authenticated
+def get_form(principal: Principal, name: str) -> Any:
+    """A deployed form: its version, its YAML and its fields (labels not filled with data)."""
+    from taktflow.forms.submission import prepare
+
+    require(principal, "process.read")
+    version = _int_arg("version", 0) or None
+    found = _engine().form_source(name, version)
+    form = _engine().form(name, found["version"])
+    return jsonify(found | {"definition": prepare(form, {}, html=False)})
+
+
 @api_bp.post("/processes")
 @authenticated
 def deploy(principal: Principal) -> Any:
@@ -211,10 +231,11 @@ def _task_for(principal: Principal, task_id: str, what: str) -> dict[str, Any]:
 @api_bp.get("/tasks/<task_id>")
 @authenticated
 def get_task(principal: Principal, task_id: str) -> Any:
-    task = _task_for(principal, task_id, "see")
-    instance = _engine().instance(task["instance_id"], history=False)
-    task["data"] = instance["data"]
-    return jsonify(task)
+    from taktflow.app import task_forms
+
+    _task_for(principal, task_id, "see")
+    view = task_forms().view(task_id, html=False)
+    return jsonify(view["task"] | {"data": view["data"], "form_definition": view["form"]})
 
 
 @api_bp.post("/tasks/<task_id>/claim")
@@ -253,10 +274,19 @@ def assign_task(principal: Principal, task_id: str) -> Any:
 @api_bp.post("/tasks/<task_id>/complete")
 @authenticated
 def complete_task(principal: Principal, task_id: str) -> Any:
+    from taktflow.app import accounts, task_forms
+
     _task_for(principal, task_id, "complete")
     body = _body(required=False)
     data = _field(body, "data", dict, {})
-    view = _engine().complete_task(task_id, data, actor=principal.username)
+    view = task_forms().submit(
+        task_id,
+        data,
+        actor=principal.username,
+        display_name=principal.display_name,
+        check_password=lambda password: accounts().verify_password(principal.username, password),
+        strict=True,
+    )
     return jsonify(view)
 
 

@@ -35,6 +35,8 @@ from taktflow.errors import DefinitionError, DefinitionProblem
 BPMN = "bpmn"
 DMN = "dmn"
 SUFFIXES = {".bpmn": BPMN, ".dmn": DMN}
+#: A form definition (forms/*.yaml): deployed with the workflows, never parsed as BPMN.
+FORM = "form"
 NS = {
     "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
     "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",

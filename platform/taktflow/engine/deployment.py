@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from taktflow.engine import models as m
 from taktflow.engine.definitions import (
+    FORM,
     DefinitionParser,
     ParsedDecision,
     ParsedProcess,
@@ -22,7 +23,8 @@ from taktflow.engine.definitions import (
     read_paths,
     sources_from_text,
 )
-from taktflow.errors import DefinitionProblem, NotFound
+from taktflow.errors import DefinitionError, DefinitionProblem, NotFound
+from taktflow.forms.definition import FormDefinition, parse_form
 
 if TYPE_CHECKING:
     from taktflow.engine.runtime import WorkflowEngine
@@ -57,11 +59,16 @@ class DeploymentMixin(_Base):
         Returns one entry per process and decision: {kind, process_id | decision_id, version,
         file, changed}. Identical content deploys nothing new (changed False).
         """
+        problems = list(problems or [])
+        forms = _parse_forms([f for f in files if f.kind == FORM], problems)
+        files = [f for f in files if f.kind != FORM]
         with self._unit() as unit:
             s = unit.session
             parser = self._parser(s)
             processes, decisions = parser.parse(files, problems)
-            results: list[dict] = []
+            results: list[dict] = [
+                self._store_form(unit, form, file, actor) for form, file in forms
+            ]
             changed_decisions: set[str] = set()
             for d in decisions:
                 entry = self._store_decision(unit, d)
@@ -164,6 +171,72 @@ class DeploymentMixin(_Base):
         )
         return _deployed("decision", d.decision_id, version, d.file, True)
 
+    def _store_form(
+        self, unit: Any, form: FormDefinition, file: SourceFile, actor: str | None
+    ) -> dict:
+        s = unit.session
+        latest = s.scalar(
+            select(m.FormVersion).where(
+                m.FormVersion.name == form.name, m.FormVersion.is_latest.is_(True)
+            )
+        )
+        if latest is not None and latest.content_hash == file.sha256:
+            return _deployed("form", form.name, latest.version, file, False)
+        version = _supersede(latest)
+        s.add(
+            m.FormVersion(
+                name=form.name,
+                version=version,
+                title=form.title[:400],
+                file_name=file.name,
+                content_hash=file.sha256,
+                source=file.text,
+                is_latest=True,
+                deployed_at=unit.now,
+                deployed_by=actor,
+            )
+        )
+        s.flush()
+        return _deployed("form", form.name, version, file, True)
+
+    # ------------------------------------------------------------------ forms
+    def forms(self) -> list[dict]:
+        """Deployed forms with their latest version."""
+        with self._reading() as s:
+            rows = s.scalars(
+                select(m.FormVersion)
+                .where(m.FormVersion.is_latest.is_(True))
+                .order_by(m.FormVersion.name)
+            ).all()
+            return [_form_dict(v) for v in rows]
+
+    def form(self, name: str, version: int | None = None) -> FormDefinition:
+        """A deployed form, parsed (the latest version unless `version` is given)."""
+        with self._reading() as s:
+            query = select(m.FormVersion).where(m.FormVersion.name == name)
+            if version is None:
+                query = query.where(m.FormVersion.is_latest.is_(True))
+            else:
+                query = query.where(m.FormVersion.version == version)
+            row = s.scalar(query)
+            if row is None:
+                which = f" version {version}" if version is not None else ""
+                raise NotFound(f"form {name!r}{which} is not deployed")
+            return _cached_form(row.content_hash, row.file_name, row.source)
+
+    def form_source(self, name: str, version: int | None = None) -> dict:
+        """A form version's YAML with its version data."""
+        with self._reading() as s:
+            query = select(m.FormVersion).where(m.FormVersion.name == name)
+            if version is None:
+                query = query.where(m.FormVersion.is_latest.is_(True))
+            else:
+                query = query.where(m.FormVersion.version == version)
+            row = s.scalar(query)
+            if row is None:
+                raise NotFound(f"form {name!r} is not deployed")
+            return _form_dict(row) | {"source": row.source}
+
     def _store_version(self, unit: Any, p: ParsedProcess, actor: str | None) -> dict:
         s = unit.session
         latest = s.scalar(
@@ -246,11 +319,62 @@ class DeploymentMixin(_Base):
         return pv
 
 
+def _parse_forms(
+    files: list[SourceFile], problems: list[DefinitionProblem]
+) -> list[tuple[FormDefinition, SourceFile]]:
+    """The batch's form definitions; their problems join the batch's (nothing deploys then)."""
+    forms: list[tuple[FormDefinition, SourceFile]] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        try:
+            form = parse_form(file.text, file.name)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        if form.name in seen:
+            problems.append(
+                DefinitionProblem(
+                    file.name, f"form {form.name!r} is also defined in {seen[form.name]}"
+                )
+            )
+            continue
+        seen[form.name] = file.name
+        forms.append((form, file))
+    return forms
+
+
+_FORM_CACHE: dict[str, FormDefinition] = {}
+
+
+def _cached_form(content_hash: str, file_name: str, source: str) -> FormDefinition:
+    """Parsed forms by content: a task page should not re-read the YAML on every view."""
+    form = _FORM_CACHE.get(content_hash)
+    if form is None:
+        form = parse_form(source, file_name)
+        if len(_FORM_CACHE) > 500:
+            _FORM_CACHE.clear()
+        _FORM_CACHE[content_hash] = form
+    return form
+
+
+def _form_dict(v: m.FormVersion) -> dict:
+    return {
+        "name": v.name,
+        "title": v.title,
+        "version": v.version,
+        "file": v.file_name,
+        "content_hash": v.content_hash,
+        "deployed_at": v.deployed_at.isoformat(),
+        "deployed_by": v.deployed_by,
+    }
+
+
 def _deployed(kind: str, ident: str, version: int, file: SourceFile, changed: bool) -> dict:
     return {
         "kind": kind,
         "process_id": ident if kind == "process" else None,
         "decision_id": ident if kind == "decision" else None,
+        "form": ident if kind == "form" else None,
         "version": version,
         "file": file.origin or file.name,
         "changed": changed,
@@ -272,7 +396,7 @@ def _version_dict(v: m.ProcessVersion) -> dict:
     }
 
 
-def _supersede(latest: m.ProcessVersion | m.DecisionVersion | None) -> int:
+def _supersede(latest: m.ProcessVersion | m.DecisionVersion | m.FormVersion | None) -> int:
     """Retire the current latest version (if any); return the number of the next one."""
     if latest is None:
         return 1

@@ -103,6 +103,28 @@ class DecisionVersion(Base):
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class FormVersion(Base):
+    """One deployed version of one form definition (forms/<name>.yaml), kept as its YAML.
+
+    A task names its form; the screen and the API use the latest version, so a corrected form
+    reaches open tasks too.
+    """
+
+    __tablename__ = "form_version"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str | None] = mapped_column(String(400))
+    file_name: Mapped[str] = mapped_column(String(500))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text, deferred=True)
+    is_latest: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deployed_by: Mapped[str | None] = mapped_column(String(200))
+
+
 class ProcessInstance(Base):
     """One running (or finished) workflow: its serialized state and an optimistic-lock counter."""
 

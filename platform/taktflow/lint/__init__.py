@@ -24,8 +24,17 @@ from typing import Any
 from lxml import etree
 
 from taktflow.engine.actions import ActionRegistry
-from taktflow.engine.definitions import BPMN, DMN, DefinitionParser, SourceFile, read_paths
+from taktflow.engine.definitions import (
+    BPMN,
+    DMN,
+    FORM,
+    DefinitionParser,
+    SourceFile,
+    read_paths,
+)
 from taktflow.errors import DefinitionError, DefinitionProblem
+from taktflow.forms.definition import FormDefinition, is_form_text, parse_form
+from taktflow.forms.lookups import BUILTIN_LOOKUPS
 from taktflow.lint.bpmn_checks import check_bpmn, defined_names
 from taktflow.lint.dmn_checks import check_dmn, decision_ids
 from taktflow.lint.findings import ERROR, WARNING, Finding, LintContext
@@ -74,8 +83,13 @@ def lint_paths(
     report.findings.extend(_from_problem(p, "invalid-file") for p in problems)
     report.files = sorted({f.origin or f.name for f in files} | {p.file for p in problems})
 
+    forms = _check_forms([f for f in files if f.kind == FORM], report.findings)
+    files = [f for f in files if f.kind != FORM]
+    known_forms = _forms(forms_path) if forms_path is not None else None
+    if known_forms is not None or (forms_path is not None and forms):
+        known_forms = (known_forms or set()) | {form.name for form in forms}
     context = LintContext(
-        forms=_forms(forms_path) if forms_path is not None else None,
+        forms=known_forms,
         roles=set(roles) if roles is not None else None,
         actions=set(actions.names()) if actions is not None else None,
     )
@@ -152,8 +166,47 @@ def _forms(path: str | Path) -> set[str] | None:
     folder = Path(path)
     if not folder.is_dir():
         return None
-    names = {p.stem for p in folder.rglob("*") if p.suffix.lower() in FORM_SUFFIXES}
+    names = set()
+    for file in folder.rglob("*"):
+        if file.suffix.lower() not in FORM_SUFFIXES:
+            continue
+        try:
+            text = file.read_text(encoding="utf-8")
+            names.add(parse_form(text, str(file)).name if is_form_text(text) else file.stem)
+        except (OSError, UnicodeDecodeError, DefinitionError):
+            names.add(file.stem)  # reported when the folder itself is linted
     return names or None
+
+
+def _check_forms(files: list[SourceFile], findings: list[Finding]) -> list[FormDefinition]:
+    """Form definitions: every problem with its line, plus what a form names that is unknown."""
+    forms = []
+    for file in files:
+        try:
+            form = parse_form(file.text, file.name)
+        except DefinitionError as exc:
+            findings.extend(_from_problem(p, "invalid-form") for p in exc.problems)
+            continue
+        forms.append(form)
+        if Path(file.name).stem != form.name:
+            findings.append(
+                Finding(
+                    file=file.name, severity=WARNING, rule="form-name-mismatch", line=1,
+                    message=f"form {form.name!r} is in a file named {Path(file.name).name!r}: "
+                    f"name the file {form.name}.yaml so people find it",
+                )
+            )  # fmt: skip
+        for f in form.fields:
+            if f.lookup and f.lookup not in BUILTIN_LOOKUPS:
+                findings.append(
+                    Finding(
+                        file=file.name, severity=ERROR, rule="unknown-lookup", line=f.line,
+                        element=f.name,
+                        message=f"field {f.name!r}: lookup {f.lookup!r} does not exist "
+                        f"(lookups: {', '.join(BUILTIN_LOOKUPS)})",
+                    )
+                )  # fmt: skip
+    return forms
 
 
 def _from_problem(problem: DefinitionProblem, rule: str) -> Finding:

@@ -45,6 +45,7 @@ NAV = [
     ("Approvals", "web.approvals", "task.assign"),
     ("Instances", "web.instances", "instance.read"),
     ("Processes", "web.processes", "process.deploy"),
+    ("Forms", "web.forms", "process.deploy"),
 ]
 
 

@@ -14,7 +14,15 @@ from flask import flash, redirect, render_template, request, url_for
 from taktflow.auth.permissions import allowed, may_work_on, require_task
 from taktflow.auth.service import Principal
 from taktflow.engine.models import STATUSES
-from taktflow.errors import Conflict, DefinitionError, NotFound, PermissionDenied, TaktflowError
+from taktflow.errors import (
+    Conflict,
+    DefinitionError,
+    NotFound,
+    PermissionDenied,
+    TaktflowError,
+    ValidationFailed,
+)
+from taktflow.forms.service import MAX_NOTE
 from taktflow.web import page, web_bp
 
 #: Lanes whose tasks are decisions: shown on the approvals page with their data.
@@ -72,10 +80,32 @@ def task(user: Principal, task_id: str) -> Any:
         flash(exc.message, "error")
         return redirect(url_for("web.tasks"))
     require_task(user, found, "see")
-    instance = _engine().instance(found["instance_id"], history=False)
+    return _task_page(user, task_id, errors={}, values={})
+
+
+def _task_page(
+    user: Principal, task_id: str, *, errors: dict[str, str], values: dict[str, Any]
+) -> str:
+    from taktflow.app import accounts, task_forms
+
+    try:
+        view = task_forms().view(task_id, html=True)
+    except Conflict as exc:  # the task names a form that is not deployed
+        flash(exc.message, "error")
+        view = {"task": _engine().task(task_id), "form": None}
+        view["data"] = _engine().instance(view["task"]["instance_id"], history=False)["data"]
+    found = view["task"]
+    can_assign = allowed(user, "task.assign")
+    candidates = []
+    if can_assign:
+        candidates = [
+            u for u in accounts().users()
+            if u["active"] and (found["lane"] is None or found["lane"] in u["roles"]
+                                or "admin" in u["roles"])
+        ]  # fmt: skip
     return render_template(
-        "task.html", task=found, instance=instance, data=instance["data"], errors={},
-        values={},
+        "task.html", task=found, data=view["data"], form=view["form"], errors=errors,
+        values=values, can_assign=can_assign, candidates=candidates,
     )  # fmt: skip
 
 
@@ -111,14 +141,38 @@ def complete(user: Principal, task_id: str) -> Any:
         flash(exc.message, "error")
         return redirect(url_for("web.tasks"))
     require_task(user, found, "complete")
-    values = {k: v for k, v in request.form.items() if k != "csrf_token"}
-    data: dict[str, Any] = {}
-    if "approved" in values:
-        data["approved"] = values["approved"] == "yes"
-    if values.get("comment"):
-        data["comment"] = values["comment"][:4000]
+    from taktflow.app import accounts, task_forms
+
     try:
-        view = _engine().complete_task(task_id, data, actor=user.username)
+        form = task_forms().form_of(found)
+    except Conflict as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("web.task", task_id=task_id))
+    if form is not None:
+        raw: dict[str, Any] = {
+            f.name: request.form.getlist(f.name) if f.type == "multiselect"
+            else request.form.get(f.name)
+            for f in form.fields if f.takes_input
+        }  # fmt: skip
+    else:
+        values = {k: v for k, v in request.form.items() if k != "csrf_token"}
+        raw = {}
+        if "approved" in values:
+            raw["approved"] = values["approved"] == "yes"
+        if values.get("comment"):
+            raw["comment"] = values["comment"][:MAX_NOTE]
+    try:
+        view = task_forms().submit(
+            task_id, raw, actor=user.username, display_name=user.display_name, strict=False,
+            check_password=lambda pw: accounts().verify_password(user.username, pw),
+            history=False,
+        )  # fmt: skip
+    except ValidationFailed as exc:
+        fields = (exc.details or {}).get("fields") or {"_": exc.message}
+        # A password is never sent back to the browser.
+        shown = {k: v for k, v in raw.items() if form is None or
+                 (form.field(k) is not None and form.field(k).type != "signature")}  # fmt: skip
+        return _task_page(user, task_id, errors=fields, values=shown), 422
     except PermissionDenied:
         raise
     except TaktflowError as exc:
@@ -295,6 +349,51 @@ def process_bpmn(user: Principal, process_id: str, version: int) -> Any:
     from flask import Response
 
     return Response(_engine().process_source(process_id, version), mimetype="application/xml")
+
+
+@web_bp.get("/forms")
+@page("process.deploy")
+def forms(user: Principal) -> str:
+    return render_template("forms.html", forms=_engine().forms())
+
+
+@web_bp.route("/forms/preview", methods=["GET", "POST"])
+@web_bp.get("/forms/<name>")
+@page("process.deploy")
+def form_preview(user: Principal, name: str | None = None) -> Any:
+    """Any form rendered as an operator would see it, with sample task data: a deployed one,
+    or YAML pasted here before it is deployed (its problems are shown with lines)."""
+    from taktflow.app import task_forms
+    from taktflow.forms.definition import parse_form
+
+    sample_text = request.values.get("data") or "{}"
+    source = request.form.get("source", "")
+    problems: list[Any] = []
+    prepared = None
+    try:
+        sample = json.loads(sample_text)
+        if not isinstance(sample, dict):
+            raise ValueError("the sample data must be a JSON object")
+    except ValueError as exc:
+        problems.append(f"sample data: {exc}")
+        sample = {}
+    try:
+        if name is not None:
+            definition = _engine().form(name)
+            source = _engine().form_source(name)["source"]
+        elif source.strip():
+            definition = parse_form(source, "preview.yaml")
+        else:
+            definition = None
+        if definition is not None:
+            prepared = task_forms().preview(definition, sample)
+    except DefinitionError as exc:
+        problems.extend(str(p) for p in exc.problems)
+    status = 422 if problems and request.method == "POST" else 200
+    return render_template(
+        "form_preview.html", name=name, source=source, sample=sample_text, form=prepared,
+        problems=problems,
+    ), status  # fmt: skip
 
 
 @web_bp.errorhandler(NotFound)

@@ -6,7 +6,7 @@ like the .bpmn (and .dmn) files it compiles to. See docs/yaml-workflows.md.
 
 from __future__ import annotations
 
-from taktflow.engine.definitions import BPMN, DMN, Compiler, SourceFile
+from taktflow.engine.definitions import BPMN, DMN, FORM, Compiler, SourceFile
 from taktflow.yamlflow.compiler import Compiled, compile_text
 from taktflow.yamlflow.language import json_schema
 
@@ -18,6 +18,11 @@ def compile_source(file: SourceFile) -> list[SourceFile]:
     unknown action, found when the BPMN is parsed) is reported against the YAML file, at the
     line of the step that produced the element.
     """
+    from taktflow.forms.definition import is_form_text  # forms read YAML with this package
+
+    if is_form_text(file.text):
+        # A form definition (`form:` first) travels with the workflows it serves.
+        return [SourceFile(file.name, file.text, FORM)]
     compiled = compile_text(file.name, file.text)
     positions = {element: pos.line for element, pos in compiled.positions.items()}
     files = [
