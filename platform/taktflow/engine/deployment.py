@@ -24,10 +24,10 @@ from taktflow.engine.definitions import (
     sources_from_text,
 )
 from taktflow.errors import DefinitionError, DefinitionProblem, NotFound
-from taktflow.forms.definition import FormDefinition, parse_form
 
 if TYPE_CHECKING:
     from taktflow.engine.runtime import WorkflowEngine
+    from taktflow.forms.definition import FormDefinition
 
     _Base = WorkflowEngine
 else:
@@ -323,6 +323,9 @@ def _parse_forms(
     files: list[SourceFile], problems: list[DefinitionProblem]
 ) -> list[tuple[FormDefinition, SourceFile]]:
     """The batch's form definitions; their problems join the batch's (nothing deploys then)."""
+    # Imported here: forms read YAML through yamlflow, which plugs into this engine.
+    from taktflow.forms.definition import parse_form
+
     forms: list[tuple[FormDefinition, SourceFile]] = []
     seen: dict[str, str] = {}
     for file in files:
@@ -348,6 +351,8 @@ _FORM_CACHE: dict[str, FormDefinition] = {}
 
 def _cached_form(content_hash: str, file_name: str, source: str) -> FormDefinition:
     """Parsed forms by content: a task page should not re-read the YAML on every view."""
+    from taktflow.forms.definition import parse_form
+
     form = _FORM_CACHE.get(content_hash)
     if form is None:
         form = parse_form(source, file_name)

@@ -384,6 +384,9 @@ class WorkflowEngine(DeploymentMixin):
         Returns {instance_id, process_id, version, status, ready_tasks}.
         """
         start_data = check_data(data, "start data")
+        if "\x00" in process_id:
+            # No deployable id holds NUL, and PostgreSQL refuses it in a query: not found.
+            raise NotFound(f"process {process_id!r} is not deployed")
         with self._unit() as unit:
             if version is None:
                 latest = unit.hot.latest_version(unit.cur, process_id)

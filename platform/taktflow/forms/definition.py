@@ -72,6 +72,8 @@ class ShowIf:
     field: str
     test: str
     operand: Any
+    #: Where the condition is written, so that a problem found later points at it.
+    pos: Pos | None = None
 
 
 @dataclass
@@ -141,7 +143,8 @@ class FormDefinition:
 def is_form_text(text: str) -> bool:
     """Whether a .yaml file is a form definition (its first key is `form:`), not a workflow."""
     for line in text.splitlines():
-        stripped = line.strip()
+        # A byte order mark (Windows editors write one) is not part of the first key.
+        stripped = line.strip().lstrip("\ufeff").strip()
         if not stripped or stripped.startswith("#") or stripped == "---":
             continue
         return stripped.startswith("form:")
@@ -259,7 +262,7 @@ class _Reader:
             return None
         where = f"field {name!r}"
         kind = item.get("type")
-        if kind not in TYPE_KEYS:
+        if not isinstance(kind, str) or kind not in TYPE_KEYS:  # a list or mapping is unhashable
             self.problem(
                 f"{where}: unknown type {kind!r} (types: {', '.join(TYPE_KEYS)})",
                 item.at("type"),
@@ -275,7 +278,8 @@ class _Reader:
         if "default" in item:
             made.default = item["default"]
         if kind in NO_DEFAULT and ("default" in item or "default_from" in item):
-            self.problem(f"{where}: a {kind} field has no default", item.at("default"))
+            key = "default" if "default" in item else "default_from"
+            self.problem(f"{where}: a {kind} field has no default", item.at(key))
         if "default" in item and "default_from" in item:
             self.problem(f"{where}: give `default` or `default_from`, not both", item.pos)
         getattr(self, f"_type_{kind}", lambda f, i, w: None)(made, item, where)
@@ -321,6 +325,7 @@ class _Reader:
             fixed, path = limit in item, f"{limit}_from" in item
             if fixed and path:
                 self.problem(f"{where}: give `{limit}` or `{limit}_from`, not both", item.pos)
+                f.limits[limit] = None  # given, though wrongly: no "tolerance needs nominal" too
             elif fixed:
                 f.limits[limit] = self._number(item, limit, where)
             elif path:
@@ -383,7 +388,8 @@ class _Reader:
             )
         if "signs" in item:
             raw = item["signs"]
-            if not isinstance(raw, Seq) or not all(isinstance(x, str) for x in raw):
+            # An empty list would sign every field (the default), not none: refuse it.
+            if not isinstance(raw, Seq) or not raw or not all(isinstance(x, str) for x in raw):
                 self.problem(f"{where}: signs: expected a list of field names", item.at("signs"))
             else:
                 f.signs = list(raw)
@@ -456,9 +462,17 @@ class _Reader:
         operand = raw[test]
         if test == "in" and not isinstance(operand, Seq):
             self.problem(f"{where}: show_if `in:` expects a list of values", raw.at("in"))
+            return None
+        if test in ("equals", "not_equals") and isinstance(operand, Seq | Map):
+            # A field's value never equals a list: the field would never (or always) show.
+            self.problem(
+                f"{where}: show_if `{test}:` expects one value (use `in:` for a list)",
+                raw.at(test),
+            )
+            return None
         if test in ("filled", "out_of_tolerance") and not isinstance(operand, bool):
             self.problem(f"{where}: show_if `{test}:` expects true or false", raw.at(test))
-        return ShowIf(str(raw["field"]), test, list(operand) if test == "in" else operand)
+        return ShowIf(str(raw["field"]), test, list(operand) if test == "in" else operand, pos)
 
     def _unknown(self, item: Map, allowed: set[str], where: str, kind: str | None = None) -> None:
         for key in item:
@@ -534,11 +548,13 @@ class _Reader:
                 )
             names[f.name] = f
         for f in form.fields:
-            if f.type == "measurement" and f"{f.name}{VERDICT_SUFFIX}" in names:
+            verdict = f"{f.name}{VERDICT_SUFFIX}"
+            if f.type == "measurement" and verdict in names:
+                # Reported at the field to rename, since the measurement's name is the key.
                 self.problem(
-                    f"field {f.name}{VERDICT_SUFFIX!r} clashes with the verdict the "
-                    f"measurement {f.name!r} records",
-                    Pos(f.line, 1),
+                    f"field {verdict!r} clashes with the verdict the measurement {f.name!r} "
+                    "records",
+                    Pos(names[verdict].line, 1),
                 )
             for signed in f.signs or []:
                 if signed not in names or not names[signed].takes_input:
@@ -547,29 +563,66 @@ class _Reader:
                         "this form",
                         Pos(f.line, 1),
                     )
-        conditions = [(f"field {f.name!r}", f.show_if, f.line) for f in form.fields]
+        # The fields each field's visibility depends on (its own and its section's show_if).
+        depends: dict[str, set[str]] = {}
+        for s in form.sections:
+            for f in s.fields:
+                depends[f.name] = {c.field for c in (s.show_if, f.show_if) if c is not None}
+        # (where, condition, fields it hides, line to report when the condition has no place)
+        conditions = [(f"field {f.name!r}", f.show_if, {f.name}, f.line) for f in form.fields]
         conditions += [
-            (f"section {s.title!r}", s.show_if, s.fields[0].line if s.fields else 1)
+            (f"section {s.title!r}", s.show_if, {f.name for f in s.fields},
+             s.fields[0].line if s.fields else 1)
             for s in form.sections
-        ]
-        for where, cond, line in conditions:
+        ]  # fmt: skip
+        for where, cond, hides, line in conditions:
             if cond is None:
                 continue
+            # Pointing at the show_if itself, not at the field or section that holds it.
+            pos = cond.pos or Pos(line, 1)
             target = names.get(cond.field)
             if target is None or not target.takes_input:
                 self.problem(
                     f"{where}: show_if refers to {cond.field!r}, which is not an input field "
                     f"of this form (fields: {', '.join(n for n in names)})",
-                    Pos(line, 1),
+                    pos,
                 )
             elif cond.test == "out_of_tolerance" and target.type != "measurement":
                 self.problem(
                     f"{where}: out_of_tolerance applies to measurement fields; "
                     f"{cond.field!r} is a {target.type} field",
-                    Pos(line, 1),
+                    pos,
                 )
             elif where == f"field {cond.field!r}":
-                self.problem(f"{where}: show_if cannot depend on the field itself", Pos(line, 1))
+                self.problem(f"{where}: show_if cannot depend on the field itself", pos)
+            elif cond.field in hides:
+                # The section would hide the very field that has to show it.
+                self.problem(
+                    f"{where}: show_if cannot depend on {cond.field!r}, a field of the section "
+                    "itself",
+                    pos,
+                )
+            elif _reaches(depends, cond.field, hides):
+                # A circle (a shows b, b shows a) leaves no field to start from.
+                self.problem(
+                    f"{where}: show_if depends on {cond.field!r}, whose own visibility depends "
+                    "back on this condition (a circle: no field to start from)",
+                    pos,
+                )
+
+
+def _reaches(depends: dict[str, set[str]], start: str, goals: set[str]) -> bool:
+    """Whether the visibility of `start` depends, directly or not, on one of `goals`."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name in goals:
+            return True
+        if name not in seen:
+            seen.add(name)
+            todo.extend(depends.get(name, ()))
+    return False
 
 
 def _is_number(value: Any) -> bool:

@@ -241,9 +241,11 @@ class _Bad(Exception):
 def _coerce(f: Field, raw: Any, data: Mapping[str, Any], lookups: LookupRegistry | None) -> Any:
     """The typed value of one field, None when empty, or _Bad with what is wrong."""
     if f.type == "checkbox":
-        if raw is None or raw == "" or raw is False:
+        word = raw.strip().lower() if isinstance(raw, str) else None
+        # The words for "no" too: refusing "false" as "expected true or false" is no answer.
+        if raw is None or raw is False or word in ("", "off", "false", "no", "0"):
             return False
-        if raw is True or (isinstance(raw, str) and raw.lower() in ("on", "true", "yes", "1")):
+        if raw is True or word in ("on", "true", "yes", "1"):
             return True
         raise _Bad(f"expected true or false, not {raw!r}")
     if f.type == "multiselect":
@@ -292,8 +294,7 @@ def _text(f: Field, raw: Any) -> str:
         raise _Bad(f"at least {f.min_length} characters")
     if f.pattern and re.fullmatch(f.pattern, raw) is None:
         hint = f.pattern_hint or f"text matching {f.pattern}"
-        what = "a scanned code" if f.type == "scan" else "text"
-        raise _Bad(f"{raw!r} is not valid {what}: expected {hint}")
+        raise _Bad(f"{raw!r} does not match: expected {hint}")
     return raw
 
 
@@ -414,4 +415,5 @@ def _is_number(value: Any) -> bool:
 
 
 def _fmt(number: float) -> str:
-    return f"{number:g}"
+    # Not `:g`, which keeps six digits: a max of 12345.75 would read "at most 12345.8".
+    return str(int(number)) if float(number).is_integer() else repr(float(number))
