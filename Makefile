@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= auto
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install lint format bench clean db demo
+.PHONY: run test install lint format bench clean db demo screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
+
+## make screenshots: the main screens with demo data -> docs/screenshots/*.png (needs chromium)
+# FORMS= deploys no forms (for a checkout without forms/).
+FORMS ?= forms/
+screenshots: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python tests/e2e/screenshots.py --forms '$(FORMS)' --workflows workflows/
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

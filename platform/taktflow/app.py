@@ -45,7 +45,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     if sqlite_file and sqlite_file != ":memory:":
         # A new user's first command creates the folder of the SQLite file.
         Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
-    app = Flask(__name__, instance_path=config.instance_path)
+    # No static folder of the app's own: its /static route would shadow the web blueprint's
+    # (taktflow.css, taktflow-forms.js), which then answered 404.
+    app = Flask(__name__, instance_path=config.instance_path, static_folder=None)
     app.config.update(
         # Without a configured key (command-line use) sessions are signed with a throwaway key.
         SECRET_KEY=config.secret_key or secrets.token_hex(32),
