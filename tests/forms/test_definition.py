@@ -1800,3 +1800,13 @@ def test_the_odd_form_helper_writes_what_it_says() -> None:
     )
     assert _odd_form("integer", "type", "null").endswith("  - name: odd\n    type: null\n")
     assert _odd_form("integer", "name", "-3").endswith("  - name: -3\n    type: integer\n")
+
+
+def test_a_display_field_may_show_a_unit_and_messages_use_the_right_article() -> None:
+    form = parse_form(
+        "form: f\nfields:\n  - {name: qty, type: display, from: qty, unit: pcs}\n", "f.yaml"
+    )
+    assert form.fields[0].unit == "pcs"
+    with pytest.raises(DefinitionError) as caught:
+        parse_form("form: f\nfields:\n  - {name: n, type: integer, size: 3}\n", "f.yaml")
+    assert "unknown key 'size' for an integer field" in caught.value.problems[0].reason

@@ -45,7 +45,7 @@ TYPE_KEYS: dict[str, set[str]] = {
     },  # fmt: skip
     "scan": {"pattern", "pattern_hint", "max_length", "placeholder"},
     "signature": {"meaning", "signs"},
-    "display": {"value", "from"},
+    "display": {"value", "from", "unit"},
 }
 COMMON_KEYS = {"name", "type", "label", "help", "required", "show_if", "default", "default_from"}
 #: Types that hold no operator input.
@@ -395,6 +395,7 @@ class _Reader:
                 f.signs = list(raw)
 
     def _type_display(self, f: Field, item: Map, where: str) -> None:
+        f.unit = self._text(item, "unit", where)
         if ("value" in item) == ("from" in item):
             self.problem(
                 f"{where}: a display field shows `value:` (text, may use {{{{ data }}}}) or "
@@ -477,7 +478,8 @@ class _Reader:
     def _unknown(self, item: Map, allowed: set[str], where: str, kind: str | None = None) -> None:
         for key in item:
             if key not in allowed:
-                of = f" for a {kind} field" if kind else ""
+                article = "an" if kind and kind[0] in "aeiou" else "a"
+                of = f" for {article} {kind} field" if kind else ""
                 self.problem(
                     f"{where}: unknown key {key!r}{of} (expected one of: "
                     f"{', '.join(sorted(allowed))})",
