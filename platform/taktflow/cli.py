@@ -379,18 +379,19 @@ def lint(config: Any, paths: tuple[str, ...], strict: bool, *, as_json: bool) ->
     """Check workflow (.yaml, .bpmn), decision (.dmn) and form (.yaml) files and folders
     without deploying them.
 
-    Without PATHS, lints the forms and the workflows folders. Exit status 1 when there are
+    Without PATHS, lints the forms, workflows and connectors folders. Exit status 1 when there are
     errors (or, with --strict, warnings).
     """
     from taktflow.app import build_actions
     from taktflow.lint import lint_paths
 
     report = lint_paths(
-        paths or config.definition_paths,
+        paths or config.lint_paths,
         actions=build_actions(config),
         workflows_path=config.workflows_path,
         forms_path=config.forms_path,
         roles=config.role_names,
+        connectors_path=config.connectors_path,
     )
 
     def human(r: Any) -> str:

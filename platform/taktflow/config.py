@@ -108,6 +108,8 @@ class Config:
     action_modules: str = ""
     #: Folder of form definitions (forms/<name>.yaml), checked by `taktflow lint`.
     forms_path: str = "forms"
+    #: Folder of connector files (connectors/<id>.yaml): linted with the workflows.
+    connectors_path: str = "connectors"
     #: Comma-separated role names. A workflow lane is a role: lanes holding user tasks must
     #: name one of these.
     roles: str = DEFAULT_ROLES
@@ -186,14 +188,17 @@ class Config:
 
     @property
     def definition_paths(self) -> tuple[str, ...]:
-        """What `deploy` and `lint` take without arguments: the forms folder (when it holds
+        """What `deploy` takes without arguments: the forms folder (when it holds
         forms) and the workflows folder. Forms first, so a batch reads in the order people
         think of it: the screens, then the processes that use them."""
-        from pathlib import Path
+        forms = (self.forms_path,) if _holds_yaml(self.forms_path) else ()
+        return forms + (self.workflows_path,)
 
-        forms = Path(self.forms_path)
-        has_forms = forms.is_dir() and any(p.suffix in (".yaml", ".yml") for p in forms.iterdir())
-        return ((self.forms_path,) if has_forms else ()) + (self.workflows_path,)
+    @property
+    def lint_paths(self) -> tuple[str, ...]:
+        """What `lint` takes without arguments: the definitions and the connector files."""
+        connectors = (self.connectors_path,) if _holds_yaml(self.connectors_path) else ()
+        return self.definition_paths + connectors
 
     @property
     def role_names(self) -> list[str]:
@@ -202,6 +207,11 @@ class Config:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _holds_yaml(folder: str) -> bool:
+    path = Path(folder)
+    return path.is_dir() and any(p.suffix in (".yaml", ".yml") for p in path.iterdir())
 
 
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
@@ -217,5 +227,6 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "workflows_path": _text,
     "action_modules": _text,
     "forms_path": _text,
+    "connectors_path": _text,
     "roles": _roles,
 }

@@ -121,6 +121,7 @@ def run_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
         env={
             "TAKTFLOW_WORKFLOWS_PATH": str(cwd / "workflows"),
             "TAKTFLOW_FORMS_PATH": str(cwd / "forms"),
+            "TAKTFLOW_CONNECTORS_PATH": str(cwd / "connectors"),
             "TAKTFLOW_ACTION_MODULES": "",
             "TAKTFLOW_ROLES": None,
         },

@@ -37,6 +37,8 @@ DMN = "dmn"
 SUFFIXES = {".bpmn": BPMN, ".dmn": DMN}
 #: A form definition (forms/*.yaml): deployed with the workflows, never parsed as BPMN.
 FORM = "form"
+#: A connector file (connectors/*.yaml): linted, never deployed (the connector runtime reads it).
+CONNECTOR = "connector"
 NS = {
     "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
     "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",

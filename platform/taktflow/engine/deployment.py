@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from taktflow.engine import models as m
 from taktflow.engine.definitions import (
+    CONNECTOR,
     FORM,
     DefinitionParser,
     ParsedDecision,
@@ -61,7 +62,14 @@ class DeploymentMixin(_Base):
         """
         problems = list(problems or [])
         forms = _parse_forms([f for f in files if f.kind == FORM], problems)
-        files = [f for f in files if f.kind != FORM]
+        problems.extend(
+            DefinitionProblem(
+                f.name, "a connector file is not deployed: the connector runtime reads it from "
+                "the connectors folder (`taktflow lint` checks it)", line=1,
+            )
+            for f in files if f.kind == CONNECTOR
+        )  # fmt: skip
+        files = [f for f in files if f.kind not in (FORM, CONNECTOR)]
         with self._unit() as unit:
             s = unit.session
             parser = self._parser(s)

@@ -140,14 +140,15 @@ class FormDefinition:
         return next((s for s in self.sections if any(f.name == name for f in s.fields)), None)
 
 
-def is_form_text(text: str) -> bool:
-    """Whether a .yaml file is a form definition (its first key is `form:`), not a workflow."""
+def is_form_text(text: str, key: str = "form") -> bool:
+    """Whether a .yaml file is a form definition (its first key is `form:`), not a workflow
+    (`key` asks the same of other files, e.g. `connector:`)."""
     for line in text.splitlines():
         # A byte order mark (Windows editors write one) is not part of the first key.
         stripped = line.strip().lstrip("\ufeff").strip()
         if not stripped or stripped.startswith("#") or stripped == "---":
             continue
-        return stripped.startswith("form:")
+        return stripped.startswith(f"{key}:")
     return False
 
 

@@ -26,6 +26,7 @@ from lxml import etree
 from taktflow.engine.actions import ActionRegistry
 from taktflow.engine.definitions import (
     BPMN,
+    CONNECTOR,
     DMN,
     FORM,
     DefinitionParser,
@@ -75,6 +76,7 @@ def lint_paths(
     workflows_path: str | Path | None = None,
     forms_path: str | Path | None = None,
     roles: Iterable[str] | None = None,
+    connectors_path: str | Path | None = None,
 ) -> LintReport:
     """Lint files and folders. `None` for forms/roles/actions means: do not check those."""
     report = LintReport()
@@ -84,7 +86,8 @@ def lint_paths(
     report.files = sorted({f.origin or f.name for f in files} | {p.file for p in problems})
 
     forms = _check_forms([f for f in files if f.kind == FORM], report.findings)
-    files = [f for f in files if f.kind != FORM]
+    connectors = _read_connectors([f for f in files if f.kind == CONNECTOR], report.findings)
+    files = [f for f in files if f.kind not in (FORM, CONNECTOR)]
     known_forms = _forms(forms_path) if forms_path is not None else None
     if known_forms is not None or (forms_path is not None and forms):
         known_forms = (known_forms or set()) | {form.name for form in forms}
@@ -115,12 +118,26 @@ def lint_paths(
                 universe.append((file, etree.fromstring(file.text.encode("utf-8"), _PARSER)))
             except etree.XMLSyntaxError:
                 continue
+    # Connectors send messages too: a message a machine sends is not "never sent".
+    if connectors_path is not None and Path(connectors_path).is_dir():
+        linted = {Path(c.file).resolve() for c in connectors}
+        others = [
+            f for f in read_paths([connectors_path], COMPILERS, [])
+            if f.kind == CONNECTOR and Path(f.name).resolve() not in linted
+        ]  # fmt: skip
+        connectors_known = connectors + _read_connectors(others, [])
+    else:
+        connectors_known = list(connectors)
+    for connector in connectors_known:
+        context.sent_messages |= connector.messages
+    caught: set[str] = set()
     decision_files: dict[str, SourceFile] = {}
     for file, root in universe:
         if file.kind == BPMN:
             names = defined_names(root)
             context.processes |= names["processes"]
             context.sent_messages |= names["messages_sent"]
+            caught |= names["messages_caught"]
         elif file.kind == DMN:
             for did in decision_ids(root):
                 context.decisions.add(did)
@@ -157,6 +174,7 @@ def lint_paths(
                 problem.line = lines.get((problem.file, problem.element))
             report.findings.append(_from_problem(problem, "deploy-check"))
     report.findings.extend(design)
+    report.findings.extend(_check_connector_targets(connectors, caught, context.processes))
     report.findings = _unique(sorted(report.findings, key=_order))
     return report
 
@@ -176,6 +194,48 @@ def _forms(path: str | Path) -> set[str] | None:
         except (OSError, UnicodeDecodeError, DefinitionError):
             names.add(file.stem)  # reported when the folder itself is linted
     return names or None
+
+
+def _read_connectors(files: list[SourceFile], findings: list[Finding]) -> list[Any]:
+    """Connector files, each problem with its line (rule invalid-connector)."""
+    from taktflow.connectors.definition import parse_connector
+
+    found = []
+    for file in files:
+        try:
+            found.append(parse_connector(file.text, file.name))
+        except DefinitionError as exc:
+            findings.extend(_from_problem(p, "invalid-connector") for p in exc.problems)
+    return found
+
+
+def _check_connector_targets(
+    connectors: list[Any], caught: set[str], processes: set[str]
+) -> list[Finding]:
+    """Events that would reach nothing: messages no workflow waits for, unknown processes."""
+    findings = []
+    for connector in connectors:
+        for rule in connector.rules:
+            message, start = rule.emit.message, rule.emit.start_process
+            if message and message not in caught:
+                findings.append(
+                    Finding(
+                        file=connector.file, severity=WARNING, rule="message-not-awaited",
+                        line=rule.line, element=rule.id,
+                        message=f"no workflow waits for message {message!r} "
+                        "(the inbox keeps it until its time to live runs out)",
+                    )
+                )  # fmt: skip
+            if start and start not in processes:
+                findings.append(
+                    Finding(
+                        file=connector.file, severity=ERROR, rule="unknown-process",
+                        line=rule.line, element=rule.id,
+                        message=f"starts process {start!r}, which does not "
+                        "exist",
+                    )
+                )  # fmt: skip
+    return findings
 
 
 def _check_forms(files: list[SourceFile], findings: list[Finding]) -> list[FormDefinition]:

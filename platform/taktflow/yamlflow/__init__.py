@@ -6,7 +6,7 @@ like the .bpmn (and .dmn) files it compiles to. See docs/yaml-workflows.md.
 
 from __future__ import annotations
 
-from taktflow.engine.definitions import BPMN, DMN, FORM, Compiler, SourceFile
+from taktflow.engine.definitions import BPMN, CONNECTOR, DMN, FORM, Compiler, SourceFile
 from taktflow.yamlflow.compiler import Compiled, compile_text
 from taktflow.yamlflow.language import json_schema
 
@@ -23,6 +23,8 @@ def compile_source(file: SourceFile) -> list[SourceFile]:
     if is_form_text(file.text):
         # A form definition (`form:` first) travels with the workflows it serves.
         return [SourceFile(file.name, file.text, FORM)]
+    if is_form_text(file.text, key="connector"):
+        return [SourceFile(file.name, file.text, CONNECTOR)]
     compiled = compile_text(file.name, file.text)
     positions = {element: pos.line for element, pos in compiled.positions.items()}
     files = [

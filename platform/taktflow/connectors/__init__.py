@@ -1,0 +1,1 @@
+"""Connectors: machine signals (Modbus TCP, MQTT) in, workflow events out."""
