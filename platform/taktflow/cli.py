@@ -406,6 +406,31 @@ def lint(config: Any, paths: tuple[str, ...], strict: bool, *, as_json: bool) ->
         sys.exit(1)
 
 
+@offline_command(cli, "simulate")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False),
+    default="seed_data/simulation.yaml",
+    show_default=True,
+    help="Simulation settings: the machines and their connector files.",
+)
+@click.option(
+    "--duration", type=click.FloatRange(min=0), help="Stop after SECONDS (default: Ctrl+C)."
+)
+def simulate(config: Any, path: str, duration: float | None, *, as_json: bool) -> None:
+    """Serve simulated machines as Modbus TCP PLCs, at the address of their connector files."""
+    import asyncio
+
+    from taktflow.connectors.simulator import load_simulation, run_simulation
+
+    settings = load_simulation(path, config.connectors_path)
+    try:
+        asyncio.run(run_simulation(settings, duration, click.echo))
+    except KeyboardInterrupt:
+        pass
+
+
 def _decision_keys(r: dict) -> dict:
     if r.get("form"):
         return {"form": r["form"]}
@@ -962,6 +987,81 @@ def serve(engine: Any, host: str, port: int, threads: int, *, as_json: bool) -> 
         waitress_serve(app, host=host, port=port, threads=threads)
     finally:
         stop.set()
+
+
+@cli.group()
+def connectors() -> None:
+    """Machine connectors (connectors/*.yaml): Modbus TCP now, MQTT to come."""
+
+
+def _connector_files(config: Any) -> list[Any]:
+    from pathlib import Path
+
+    from taktflow.connectors.definition import parse_connector
+    from taktflow.forms.definition import is_form_text
+
+    folder = Path(config.connectors_path)
+    found = []
+    for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
+        text = path.read_text(encoding="utf-8")
+        if is_form_text(text, key="connector"):
+            found.append(parse_connector(text, str(path)))
+    return found
+
+
+@command(connectors, "run")
+@click.option("--duration", type=float, help="Stop after this many seconds (default: Ctrl+C).")
+def connectors_run(engine: Any, duration: float | None, *, as_json: bool) -> None:
+    """Run every enabled connector of the connectors folder: poll, apply rules, deliver."""
+    import asyncio
+
+    from flask import current_app
+
+    from taktflow.connectors.runtime import ConnectorRuntime
+
+    runtime = ConnectorRuntime(_connector_files(current_app.config["TAKTFLOW"]), engine)
+    _service_logging()
+    for c in runtime.connectors:
+        link = c.link
+        click.echo(f"{c.definition.id}: Modbus TCP {link.host}:{link.port} device "
+                   f"{link.device_id}, every {link.poll_ms} ms", err=True)  # fmt: skip
+    for s in runtime.unsupported:
+        click.echo(f"{s.connector}: not run ({s.last_error})", err=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, stop.set)
+        await runtime.run(stop)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    _emit(runtime.statuses(), as_json, lambda rows: "\n".join(
+        f"{r['connector']:20} {r['state']:12} polls {r['polls']}, events {r['events_out']}"
+        + (f" - {r['last_error']}" if r["last_error"] else "") for r in rows))  # fmt: skip
+
+
+@command(connectors, "status")
+def connectors_status(engine: Any, *, as_json: bool) -> None:
+    """Each connector file with the point values its runtime last stored."""
+    from flask import current_app
+
+    rows = []
+    for definition in _connector_files(current_app.config["TAKTFLOW"]):
+        stored = engine.connector_state(definition.id)
+        rows.append(
+            {
+                "connector": definition.id, "type": definition.type,
+                "enabled": definition.enabled,
+                "points": {k.removeprefix("point:"): v for k, v in stored.items()
+                           if k.startswith("point:")},
+            }
+        )  # fmt: skip
+    _emit(rows, as_json, lambda rs: "\n".join(
+        f"{r['connector']:20} {r['type']:7} " + (", ".join(f"{k}={v}" for k, v in
+        r["points"].items()) or "no values yet") for r in rs) or "no connectors")  # fmt: skip
 
 
 def main() -> None:

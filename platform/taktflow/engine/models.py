@@ -125,6 +125,21 @@ class FormVersion(Base):
     deployed_by: Mapped[str | None] = mapped_column(String(200))
 
 
+class ConnectorState(Base):
+    """What a connector remembers between runs: each point's last value and each rule's state.
+
+    Written in the same transaction as the events the values produced, so after a crash the
+    connector neither repeats an event nor misses an edge that happened while it was down.
+    """
+
+    __tablename__ = "connector_state"
+
+    connector: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ProcessInstance(Base):
     """One running (or finished) workflow: its serialized state and an optimistic-lock counter."""
 

@@ -1035,6 +1035,48 @@ class WorkflowEngine(DeploymentMixin):
         """
         return self._send_event(m.WAIT_MESSAGE, name, correlation, data, idempotency_key, source)
 
+    def record_connector_events(
+        self,
+        connector: str,
+        state: Mapping[str, Any],
+        events: Iterable[Mapping[str, Any]],
+    ) -> list[int | None]:
+        """Store a connector's new state and the message events it produced, together.
+
+        `state` maps keys (e.g. "point:part_counter", "rule:produced") to JSON values; each
+        event is {name, correlation, variables, idempotency_key}. One transaction holds both,
+        so a crash leaves either the old state and no events, or the new state and all of
+        them; a repeated key is a duplicate and stored once. Delivery follows the commit.
+        Returns the inbox id of each event (None for a duplicate).
+        """
+        rows = [
+            self._event_values(m.WAIT_MESSAGE, e["name"], e.get("correlation"),
+                               e.get("variables"), e["idempotency_key"], f"connector:{connector}")
+            for e in events
+        ]  # fmt: skip
+        with self._unit() as unit:
+            s = unit.session
+            for key, value in state.items():
+                text = _dumps(value)
+                row = s.get(m.ConnectorState, (connector, key))
+                if row is None:
+                    s.add(m.ConnectorState(connector=connector, key=key, value=text,
+                                           updated_at=unit.now))  # fmt: skip
+                else:
+                    row.value, row.updated_at = text, unit.now
+            s.flush()
+            ids = [self._insert_inbox(unit, **values) for values in rows]
+            unit.routed.extend(i for i in ids if i is not None)
+        return ids
+
+    def connector_state(self, connector: str) -> dict[str, Any]:
+        """A connector's stored state (empty before its first run)."""
+        with self._reading() as s:
+            rows = s.scalars(
+                select(m.ConnectorState).where(m.ConnectorState.connector == connector)
+            ).all()
+            return {row.key: json.loads(row.value) for row in rows}
+
     def send_signal(
         self,
         name: str,
