@@ -31,11 +31,16 @@ db: $(STAMP)
 	$(BIN)/taktflow db upgrade
 
 ## make run: install, prepare the database, deploy the workflows and serve on http://127.0.0.1:5000
+## with the simulated press (taktflow simulate) and the connectors (taktflow connectors run)
 # A local trial needs no secret key; production sets TAKTFLOW_ENV and TAKTFLOW_SECRET_KEY.
 run: export TAKTFLOW_ENV := $(or $(TAKTFLOW_ENV),development)
 run: db $(NODE_STAMP)
 	$(BIN)/taktflow deploy forms/ workflows/
 	$(BIN)/taktflow user seed seed_data/users.yaml
+	@# The simulated press and the connector runtime run beside the server and stop with it.
+	$(BIN)/taktflow simulate & sim=$$!; \
+	$(BIN)/taktflow connectors run & conn=$$!; \
+	trap 'kill $$sim $$conn 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/taktflow serve --host $(HOST) --port $(PORT)
 
 ## make test: install what the tests need and run the whole suite
