@@ -995,17 +995,12 @@ def connectors() -> None:
 
 
 def _connector_files(config: Any) -> list[Any]:
-    from pathlib import Path
+    """The connectors folder's files; a broken one stops the command with its line."""
+    from taktflow.connectors.definition import read_folder
 
-    from taktflow.connectors.definition import parse_connector
-    from taktflow.forms.definition import is_form_text
-
-    folder = Path(config.connectors_path)
-    found = []
-    for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
-        text = path.read_text(encoding="utf-8")
-        if is_form_text(text, key="connector"):
-            found.append(parse_connector(text, str(path)))
+    found, problems = read_folder(config.connectors_path)
+    if problems:
+        raise DefinitionError(problems)
     return found
 
 
@@ -1022,9 +1017,15 @@ def connectors_run(engine: Any, duration: float | None, *, as_json: bool) -> Non
     runtime = ConnectorRuntime(_connector_files(current_app.config["TAKTFLOW"]), engine)
     _service_logging()
     for c in runtime.connectors:
-        link = c.link
-        click.echo(f"{c.definition.id}: Modbus TCP {link.host}:{link.port} device "
-                   f"{link.device_id}, every {link.poll_ms} ms", err=True)  # fmt: skip
+        d = c.definition
+        if d.mqtt is not None:
+            count = len(d.subscriptions)
+            click.echo(f"{d.id}: MQTT {d.mqtt.url}, {count} subscription"
+                       f"{'' if count == 1 else 's'}", err=True)  # fmt: skip
+        elif d.modbus is not None:
+            link = d.modbus
+            click.echo(f"{d.id}: Modbus TCP {link.host}:{link.port} device "
+                       f"{link.device_id}, every {link.poll_ms} ms", err=True)  # fmt: skip
     for s in runtime.unsupported:
         click.echo(f"{s.connector}: not run ({s.last_error})", err=True)
 

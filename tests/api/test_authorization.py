@@ -18,6 +18,7 @@ EVERYONE = set(ROLES)
 MATRIX: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/me", None, EVERYONE),
     ("GET", "/processes", None, EVERYONE),
+    ("GET", "/connectors", None, {"engineer", "supervisor", "manager", "admin"}),
     ("GET", "/forms", None, EVERYONE),
     ("GET", "/forms/setup_sheet", None, EVERYONE),
     ("GET", "/processes/release_check", None, EVERYONE),

@@ -157,3 +157,35 @@ def test_the_connectors_commands_run_and_show_status(plc: Any, db_url: str, tmp_
     shown = json.loads(run("connectors", "status", "--json").stdout)
     assert shown == [{"connector": "press_t", "type": "modbus", "enabled": True,
                       "points": {"parts": 42}}]  # fmt: skip
+
+
+def test_the_connectors_api_and_page_show_stored_values_and_problems(
+    app: Any, client: Any, tmp_path: Any
+) -> None:
+    from taktflow.app import accounts, workflow_engine
+
+    folder = tmp_path / "connectors"
+    folder.mkdir()
+    (folder / "press_t.yaml").write_text(
+        "connector: press_t\ntype: modbus\nmodbus: {host: 10.0.0.5, port: 502}\n"
+        "points:\n  parts: {table: holding, address: 0, type: uint32}\n"
+    )
+    (folder / "broken.yaml").write_text("connector: broken\ntype: opcua\n")
+    app.config["TAKTFLOW"].connectors_path = str(folder)
+    with app.app_context():
+        _, token = accounts().create_token(
+            accounts().create_user("erik", ["engineer"])["username"], "t"
+        )
+        workflow_engine().record_connector_events(
+            "press_t", {"point:parts": 7},
+            [{"name": "parts_produced", "correlation": {"m": "p"}, "variables": {},
+              "idempotency_key": "press_t/produced/1"}],
+        )  # fmt: skip
+    body = client.get("/api/v1/connectors", headers={"Authorization": f"Bearer {token}"}).json
+    [press] = body["connectors"]
+    assert (press["connector"], press["address"], press["points"]) == (
+        "press_t", "10.0.0.5:502", {"parts": 7},
+    )  # fmt: skip
+    assert press["messages"]["buffered"] + press["messages"]["pending"] == 1
+    [problem] = body["problems"]
+    assert (problem["line"], "type must be modbus or mqtt" in problem["reason"]) == (2, True)

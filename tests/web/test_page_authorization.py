@@ -44,6 +44,7 @@ MATRIX: list[tuple[str, str, dict | None, set[str]]] = [
     ("POST", "/processes", {}, DEPLOYERS),
     ("GET", "/processes/lane_check", None, EVERYONE),
     ("GET", "/processes/lane_check/versions/1.bpmn", None, EVERYONE),
+    ("GET", "/connectors", None, {"engineer", "supervisor", "manager", "admin"}),
     ("GET", "/forms", None, DEPLOYERS),
     ("GET", "/forms/sheet", None, DEPLOYERS),
     ("GET", "/forms/preview", None, DEPLOYERS),

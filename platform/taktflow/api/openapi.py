@@ -116,6 +116,13 @@ def document() -> dict[str, Any]:
             "/version": {"get": _op("The taktflow version", None)},
             "/openapi.json": {"get": _op("This document", None)},
             "/me": {"get": _op("Who the caller is, with roles", "login")},
+            "/connectors": {
+                "get": _op(
+                    "Connector files with their last stored point values, when they were "
+                    "stored, and their messages by inbox status (failed: dead letters)",
+                    "connector.read",
+                )
+            },
             "/forms": {"get": _op("Deployed forms, latest versions", "process.read")},
             "/forms/{name}": {
                 "get": _op(

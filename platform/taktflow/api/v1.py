@@ -126,6 +126,18 @@ def get_form(principal: Principal, name: str) -> Any:
     return jsonify(found | {"definition": prepare(form, {}, html=False)})
 
 
+@api_bp.get("/connectors")
+@authenticated
+def list_connectors(principal: Principal) -> Any:
+    """Connector files with their last stored values and their messages by inbox status."""
+    from flask import current_app
+
+    from taktflow.connectors import overview
+
+    require(principal, "connector.read")
+    return jsonify(overview(current_app.config["TAKTFLOW"].connectors_path, _engine()))
+
+
 @api_bp.post("/processes")
 @authenticated
 def deploy(principal: Principal) -> Any:

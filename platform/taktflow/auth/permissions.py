@@ -23,6 +23,8 @@ PERMISSIONS: dict[str, frozenset[str] | str] = {
     "instance.control": frozenset({"supervisor", "manager", "engineer"}),
     "message.send": frozenset({"planner", "supervisor", "manager", "engineer"}),
     "task.assign": frozenset({"supervisor", "manager"}),
+    # Machine connections: the engineers who set them up and the people who run the floor.
+    "connector.read": frozenset({"engineer", "supervisor", "manager"}),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -108,6 +109,28 @@ def parse_connector(text: str, file: str = "<connector>") -> ConnectorDefinition
         raise DefinitionError(reader.problems)
     made.file = file
     return made
+
+
+def read_folder(folder: str | Path) -> tuple[list[ConnectorDefinition], list[DefinitionProblem]]:
+    """Every connector file of a folder, and the problems of those that cannot be read."""
+    from taktflow.forms.definition import is_form_text
+
+    path = Path(folder)
+    found: list[ConnectorDefinition] = []
+    problems: list[DefinitionProblem] = []
+    for file in sorted(path.glob("*.y*ml")) if path.is_dir() else []:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(DefinitionProblem(str(file), f"cannot read the file: {exc}"))
+            continue
+        if not is_form_text(text, key="connector"):
+            continue
+        try:
+            found.append(parse_connector(text, str(file)))
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    return found, problems
 
 
 class _Reader:

@@ -27,18 +27,23 @@ class Status:
     """What an engineer wants to know about a connector right now."""
 
     connector: str
-    state: str = "starting"  # starting, connected, unreachable, error, stopped, unsupported
+    # starting, connected, unreachable (Modbus), disconnected (MQTT), error, stopped, unsupported
+    state: str = "starting"
     last_values: dict[str, Any] = field(default_factory=dict)
     last_error: str | None = None
     polls: int = 0
     events_out: int = 0
     duplicates: int = 0
+    events_in: int = 0  # MQTT messages received, redeliveries included
+    malformed: int = 0  # MQTT payloads that could not be decoded (acknowledged, not retried)
+    rule_errors: int = 0  # MQTT messages a rule failed on (acknowledged, not retried)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "connector": self.connector, "state": self.state, "last_values": self.last_values,
             "last_error": self.last_error, "polls": self.polls, "events_out": self.events_out,
-            "duplicates": self.duplicates,
+            "duplicates": self.duplicates, "events_in": self.events_in,
+            "malformed": self.malformed, "rule_errors": self.rule_errors,
         }  # fmt: skip
 
 
@@ -133,14 +138,22 @@ class ConnectorRuntime:
     """Every enabled connector, each in its own task of one event loop."""
 
     def __init__(self, definitions: list[ConnectorDefinition], engine: Any) -> None:
-        self.connectors = [
-            ModbusConnector(d, engine) for d in definitions if d.enabled and d.type == "modbus"
-        ]
-        self.unsupported = [
-            Status(d.id, state="unsupported", last_error="MQTT connectors are not run yet")
-            for d in definitions
-            if d.enabled and d.type != "modbus"
-        ]
+        # Imported here: mqtt_runtime imports Status from this module.
+        from taktflow.connectors.mqtt_runtime import MqttConnector
+
+        self.connectors: list[ModbusConnector | MqttConnector] = []
+        self.unsupported: list[Status] = []
+        for d in definitions:
+            if not d.enabled:
+                continue
+            if d.type == "modbus":
+                self.connectors.append(ModbusConnector(d, engine))
+            elif d.type == "mqtt":
+                self.connectors.append(MqttConnector(d, engine))
+            else:
+                self.unsupported.append(
+                    Status(d.id, state="unsupported", last_error=f"{d.type} connectors are not run")
+                )
 
     def statuses(self) -> list[dict[str, Any]]:
         return [c.status.to_dict() for c in self.connectors] + [

@@ -47,7 +47,7 @@ from SpiffWorkflow.spiff.specs.event_definitions import (
     MessageEventDefinition,
     SignalEventDefinition,
 )
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -1068,6 +1068,30 @@ class WorkflowEngine(DeploymentMixin):
             ids = [self._insert_inbox(unit, **values) for values in rows]
             unit.routed.extend(i for i in ids if i is not None)
         return ids
+
+    def connector_overview(self, connector: str) -> dict[str, Any]:
+        """A connector's stored point values, when it last stored them, and its messages in
+        the inbox by status (failed ones are the dead letters an engineer looks at)."""
+        with self._reading() as s:
+            rows = s.scalars(
+                select(m.ConnectorState).where(m.ConnectorState.connector == connector)
+            ).all()
+            counts = dict(
+                s.execute(
+                    select(m.InboxMessage.status, func.count())
+                    .where(m.InboxMessage.source == f"connector:{connector}")
+                    .group_by(m.InboxMessage.status)
+                ).all()
+            )
+            updated = max((r.updated_at for r in rows), default=None)
+            return {
+                "points": {r.key.removeprefix("point:"): json.loads(r.value) for r in rows
+                           if r.key.startswith("point:")},
+                "updated_at": updated.isoformat() if updated else None,
+                "messages": {status: counts.get(status, 0) for status in
+                             (m.INBOX_PENDING, m.INBOX_BUFFERED, m.INBOX_DELIVERED,
+                              m.INBOX_EXPIRED, m.INBOX_FAILED)},
+            }  # fmt: skip
 
     def connector_state(self, connector: str) -> dict[str, Any]:
         """A connector's stored state (empty before its first run)."""

@@ -46,6 +46,7 @@ NAV = [
     ("Instances", "web.instances", "instance.read"),
     ("Processes", "web.processes", "process.deploy"),
     ("Forms", "web.forms", "process.deploy"),
+    ("Connectors", "web.connectors", "connector.read"),
 ]
 
 

@@ -351,6 +351,17 @@ def process_bpmn(user: Principal, process_id: str, version: int) -> Any:
     return Response(_engine().process_source(process_id, version), mimetype="application/xml")
 
 
+@web_bp.get("/connectors")
+@page("connector.read")
+def connectors(user: Principal) -> str:
+    from flask import current_app
+
+    from taktflow.connectors import overview
+
+    view = overview(current_app.config["TAKTFLOW"].connectors_path, _engine())
+    return render_template("connectors.html", **view)
+
+
 @web_bp.get("/forms")
 @page("process.deploy")
 def forms(user: Principal) -> str:

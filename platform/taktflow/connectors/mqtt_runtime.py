@@ -1,0 +1,299 @@
+"""The MQTT connector: subscribe, run the rules on every message, commit, then acknowledge.
+
+At-least-once, end to end: the client uses an MQTT 5 persistent session (clean_start=False
+with a session expiry) and acknowledges a QoS 1/2 message only after its events and the rule
+states that produced them are committed (`record_connector_events`). A crash or an engine
+failure before the commit leaves the message unacknowledged, and the broker delivers it again
+after the next connect; messages published while the connector is away wait in the session.
+
+paho runs the network loop and every callback in its own thread. The commit happens there,
+synchronously, so messages are handled one at a time and in order. An exception escaping a
+paho callback silently ends its loop thread, so every callback body catches everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from taktflow.connectors.definition import ConnectorDefinition, Subscription
+from taktflow.connectors.rules import RuleError, Sample, evaluate
+from taktflow.connectors.runtime import Status
+
+log = logging.getLogger("taktflow.connectors")
+
+#: How often the asyncio side looks at the paho thread's flags (stop, failed commit).
+_TICK_S = 0.1
+_RECONNECT_MIN_S, _RECONNECT_MAX_S = 1, 30
+
+
+class _Malformed(Exception):
+    """A payload that no retry can fix: counted, logged and acknowledged."""
+
+
+class MqttConnector:
+    def __init__(self, definition: ConnectorDefinition, engine: Any) -> None:
+        assert definition.mqtt is not None
+        self.definition = definition
+        self.link = definition.mqtt
+        self.engine = engine
+        self.status = Status(definition.id)
+        self.rule_states: dict[str, dict[str, Any]] = {}
+        # Set by the paho thread when a commit failed: the asyncio side then reconnects, which
+        # makes the broker deliver the unacknowledged message again.
+        self._commit_failed = threading.Event()
+        self._committed = threading.Event()
+        self._pending_subscribe: int | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            credentials = (self._secret(self.link.username_env, "username_env"),
+                           self._secret(self.link.password_env, "password_env"))  # fmt: skip
+        except ValueError as exc:
+            # A configuration problem: nothing to retry until the environment is fixed.
+            self._failed(str(exc), "error")
+            return
+        stored = await asyncio.to_thread(self.engine.connector_state, self.definition.id)
+        # The rules' sequence numbers must continue, or keys of a restart would collide
+        # with stored ones and new events would be dropped as duplicates.
+        self.rule_states = {
+            key.removeprefix("rule:"): value for key, value in stored.items()
+            if key.startswith("rule:") and isinstance(value, dict)
+        }  # fmt: skip
+        backoff: float = _RECONNECT_MIN_S
+        client = self._make_client(*credentials)
+        self._begin(client)
+        try:
+            while not stop.is_set():
+                if self._commit_failed.is_set():
+                    await asyncio.to_thread(self._halt, client)
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=backoff)
+                    except TimeoutError:
+                        pass
+                    backoff = min(backoff * 2, _RECONNECT_MAX_S)
+                    self._commit_failed.clear()
+                    if stop.is_set():
+                        break
+                    # A new client: paho leaks its wake-up socket pair when loop_start is
+                    # called twice on one client.
+                    client = self._make_client(*credentials)
+                    self._begin(client)
+                    continue
+                if self._committed.is_set():
+                    # The engine takes commits again: the next failure starts a fresh backoff.
+                    self._committed.clear()
+                    backoff = _RECONNECT_MIN_S
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=_TICK_S)
+                except TimeoutError:
+                    pass
+        finally:
+            await asyncio.to_thread(self._halt, client)
+            self.status.state = "stopped"
+
+    # ------------------------------------------------------------------ connection
+    def _make_client(self, username: str | None, password: str | None) -> mqtt.Client:
+        link = self.link
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=link.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True,
+        )  # fmt: skip
+        if username is not None or password is not None:
+            client.username_pw_set(username or "", password)
+        if link.tls:
+            client.tls_set()
+        client.reconnect_delay_set(min_delay=_RECONNECT_MIN_S, max_delay=_RECONNECT_MAX_S)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _secret(self, variable: str | None, key: str) -> str | None:
+        if variable is None:
+            return None
+        value = os.environ.get(variable)
+        if value is None:
+            raise ValueError(
+                f"{self.definition.id}: mqtt {key} names the environment variable {variable}, "
+                "which is not set"
+            )
+        return value
+
+    def _begin(self, client: mqtt.Client) -> None:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.link.session_expiry_s
+        # paho's MQTT 5 default (clean start) would drop the queued messages on every restart.
+        client.connect_async(self.link.host, self.link.port, clean_start=False,
+                             properties=properties)  # fmt: skip
+        # The loop thread retries the first connection too, so a broker that is down at start
+        # is waited for like one that goes away later.
+        client.loop_start()
+
+    def _halt(self, client: mqtt.Client) -> None:
+        # A normal DISCONNECT keeps the session (and its queue) for session_expiry_s.
+        client.disconnect()
+        client.loop_stop()
+        if self.status.state in ("connected", "disconnected", "starting"):
+            self.status.state = "disconnected"
+
+    # ------------------------------------------------------------------ paho callbacks
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:  # fmt: skip
+        try:
+            if reason.is_failure:
+                self._failed(f"{self._where()}: the broker refused the connection: {reason}",
+                             "error")  # fmt: skip
+                return
+            # Subscriptions are renewed on every connect: the session may have expired, and the
+            # connector file may have changed since it was created.
+            topics = [(s.topic, s.qos) for s in self.definition.subscriptions]
+            _, self._pending_subscribe = client.subscribe(topics)
+        except Exception as exc:
+            self._crashed("on_connect", exc)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
+                      properties: Any) -> None:  # fmt: skip
+        try:
+            if mid != self._pending_subscribe:
+                return
+            refused = [
+                f"{s.topic} ({r})" for s, r in zip(self.definition.subscriptions, reasons,
+                                                    strict=False) if r.is_failure
+            ]  # fmt: skip
+            if refused:
+                self._failed(f"{self._where()}: subscription refused: {', '.join(refused)}",
+                             "error")  # fmt: skip
+                return
+            # "connected" means receiving: only once the broker confirmed every subscription.
+            self.status.state = "connected"
+            self.status.last_error = None
+        except Exception as exc:
+            self._crashed("on_subscribe", exc)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        try:
+            self._failed(f"{self._where()}: cannot connect to the broker", "disconnected")
+        except Exception as exc:
+            self._crashed("on_connect_fail", exc)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:  # fmt: skip
+        try:
+            if self.status.state != "error":
+                self.status.state = "disconnected"
+            if reason.is_failure:
+                self._failed(f"{self._where()}: connection lost: {reason}", "disconnected")
+        except Exception as exc:
+            self._crashed("on_disconnect", exc)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._handle(client, msg)
+        except Exception as exc:
+            # Not acknowledged: the broker delivers it again after the next connect.
+            self._crashed("on_message", exc)
+            self._commit_failed.set()
+
+    # ------------------------------------------------------------------ messages
+    def _handle(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        if self._commit_failed.is_set():
+            # An earlier message is waiting for redelivery; handling later ones now would
+            # deliver out of order. They stay unacknowledged and come again after reconnect.
+            return
+        self.status.events_in += 1
+        connector = self.definition.id
+        try:
+            payload = self._decode(msg)
+        except _Malformed as exc:
+            self.status.malformed += 1
+            self._failed(f"{connector}: {msg.topic}: {exc}", self.status.state)
+            client.ack(msg.mid, msg.qos)
+            return
+        sample = Sample(now=datetime.now(UTC), values={}, topic=msg.topic, payload=payload)
+        events, states, errors = [], {}, []
+        for rule in self.definition.rules:
+            try:
+                fired, state = evaluate(rule, self.rule_states.get(rule.id, {}), sample,
+                                        connector=connector)  # fmt: skip
+                if any(event.kind != "message" for event in fired):
+                    raise RuleError(f"rule {rule.id!r}: `start:` is not delivered yet; use "
+                                    "`message:` with a message start event")  # fmt: skip
+            except RuleError as exc:
+                # Deterministic: the same message fails the same way every time, so it is
+                # reported and acknowledged; the other rules still get their events.
+                errors.append(str(exc))
+                continue
+            states[rule.id] = state
+            # Rules with `message_id` take the key from the payload, so a redelivery is a
+            # duplicate. Without it the key is the rule's sequence number, and a message
+            # redelivered after a commit whose acknowledgement was lost is delivered twice:
+            # give message_id (docs/connectors.md recommends it).
+            events.extend(
+                {"name": e.name, "correlation": e.correlation, "variables": e.variables,
+                 "idempotency_key": e.idempotency_key}
+                for e in fired
+            )  # fmt: skip
+        stored = {f"rule:{rule_id}": state for rule_id, state in states.items()}
+        ids = self.engine.record_connector_events(connector, stored, events)
+        # Committed: only now does the connector take the new state, and the broker forget it.
+        self.rule_states.update(states)
+        client.ack(msg.mid, msg.qos)
+        self._committed.set()
+        self.status.events_out += sum(1 for i in ids if i is not None)
+        self.status.duplicates += sum(1 for i in ids if i is None)
+        if errors:
+            self.status.rule_errors += len(errors)
+            self._failed(f"{connector}: {msg.topic}: {'; '.join(errors)}", self.status.state)
+
+    def _decode(self, msg: mqtt.MQTTMessage) -> Any:
+        subscription = self._subscription(msg.topic)
+        if subscription is None:
+            # Left over in the persistent session from an older version of the file.
+            raise _Malformed("no subscription of this connector matches the topic")
+        if subscription.format == "sparkplug":
+            raise _Malformed("Sparkplug B payloads are not decoded yet")
+        try:
+            text = msg.payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Malformed(f"payload is not UTF-8 text: {exc}") from None
+        if subscription.format == "text":
+            return text
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise _Malformed(f"payload is not JSON: {exc}") from None
+
+    def _subscription(self, topic: str) -> Subscription | None:
+        for subscription in self.definition.subscriptions:
+            if mqtt.topic_matches_sub(subscription.topic, topic):
+                return subscription
+        return None
+
+    # ------------------------------------------------------------------ status
+    def _where(self) -> str:
+        return f"{self.definition.id} ({self.link.url})"
+
+    def _failed(self, message: str, state: str) -> None:
+        # Logged once per distinct problem, not once per message.
+        if message != self.status.last_error:
+            log.warning("%s", message)
+        self.status.state, self.status.last_error = state, message
+
+    def _crashed(self, where: str, exc: Exception) -> None:
+        message = f"{self.definition.id}: {where} failed: {type(exc).__name__}: {exc}"
+        if message != self.status.last_error:
+            log.exception("%s", message)
+        self.status.state, self.status.last_error = "error", message

@@ -1,0 +1,281 @@
+"""The MQTT connector against a real Mosquitto (one broker per test module, free port) and a
+real engine: messages complete waiting workflows, bad payloads are counted and skipped,
+messages sent while the connector is down arrive later, and a repeated message_id is one event.
+
+No mosquitto binary: skipped locally, a failure under TAKTFLOW_STRICT=1 (CI installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from taktflow.connectors.definition import parse_connector
+from taktflow.connectors.runtime import ConnectorRuntime
+from taktflow.engine.runtime import WorkflowEngine
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+ROOT_CONFTEST = Path(__file__).parents[1] / "conftest.py"
+
+WAITER = """\
+process: test_log
+steps:
+  - wait: Result
+    message: test_result
+    correlate: [serial]
+    into: result
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
+    """A Mosquitto of this module's own on a free loopback port; yields the port."""
+    if not os.path.exists(MOSQUITTO):
+        root = request.config.pluginmanager.get_plugin(str(ROOT_CONFTEST))
+        assert root is not None, f"{ROOT_CONFTEST} is not loaded"
+        root.missing_service(f"{MOSQUITTO} is not installed (Debian: apt-get install mosquitto)")
+    folder = tmp_path_factory.mktemp("mosquitto")
+    data = folder / "data"
+    data.mkdir()
+    if os.geteuid() == 0:
+        # Started as root, mosquitto drops to its own user and silently stores nothing in a
+        # folder it cannot write.
+        shutil.chown(data, user="mosquitto")
+    for _ in range(5):
+        # Another xdist worker may take the port between choosing and binding it: retry.
+        port = _free_port()
+        conf = folder / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {data}/\n"
+            # The default of 1000 silently drops QoS 1 messages for an offline session.
+            "max_queued_messages 100000\n"
+        )
+        process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 5
+        while process.poll() is None and time.monotonic() < deadline and not _listening(port):
+            time.sleep(0.05)
+        if process.poll() is None and _listening(port):
+            break
+        process.kill()
+        process.wait()
+    else:
+        pytest.fail("mosquitto did not start")
+    try:
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def connector(port: int, ident: str, *, extra_mqtt: str = "") -> Any:
+    return parse_connector(f"""\
+connector: {ident}
+type: mqtt
+mqtt:
+  url: "mqtt://127.0.0.1:{port}"
+  client_id: taktflow-{ident}
+  session_expiry_s: 300
+{extra_mqtt}subscriptions:
+  - {{topic: "{ident}/+/station/+/result", qos: 1}}
+rules:
+  - id: result
+    trigger: condition
+    condition: payload.serial is defined
+    message: test_result
+    message_id: payload.run_id
+    correlation: {{serial: payload.serial}}
+    variables: {{passed: "payload.result == 'PASS'", station: "topic.split('/')[3]"}}
+""", f"{ident}.yaml")  # fmt: skip
+
+
+def publish(port: int, topic: str, *payloads: str | bytes) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        for payload in payloads:
+            client.publish(topic, payload, qos=1).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+class Running:
+    """The runtime in its own thread and event loop, as `taktflow connectors run` has it."""
+
+    def __init__(self, runtime: ConnectorRuntime) -> None:
+        self.runtime = runtime
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self.stop_event = asyncio.Event()
+            await self.runtime.run(self.stop_event)
+
+        self.loop.run_until_complete(main())
+        self.loop.close()
+
+    def status(self) -> dict[str, Any]:
+        return self.runtime.statuses()[0]
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        # Subscribed (not just connected) before the test publishes anything.
+        wait_for(lambda: self.status()["state"] == "connected")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        while self.stop_event is None:
+            time.sleep(0.01)
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+
+
+def wait_for(check: Any, timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def result(serial: str, run_id: str, verdict: str = "PASS") -> str:
+    return f'{{"serial": "{serial}", "run_id": "{run_id}", "result": "{verdict}"}}'
+
+
+def test_a_json_message_on_a_wildcard_topic_completes_a_waiting_workflow(
+    engine: WorkflowEngine, broker: int
+) -> None:
+    engine.deploy_text("test_log.yaml", WAITER)
+    waiting = engine.start("test_log", {"serial": "SN-1"})["instance_id"]
+    with Running(ConnectorRuntime([connector(broker, "st-a")], engine)) as running:
+        publish(broker, "st-a/p1/station/10/result", result("SN-1", "run-1"))
+        wait_for(lambda: engine.instance(waiting)["status"] == "completed")
+        # The counters follow the commit that completed the workflow.
+        status = wait_for(lambda: (s := running.status())["events_out"] == 1 and s)
+        assert (status["events_in"], status["malformed"]) == (1, 0)
+    assert engine.instance(waiting)["data"]["result"] == {
+        "passed": True,
+        "station": "10",
+        "serial": "SN-1",
+    }
+    assert running.status()["state"] == "stopped"
+
+
+def test_a_malformed_payload_is_counted_and_later_messages_still_arrive(
+    engine: WorkflowEngine, broker: int
+) -> None:
+    engine.deploy_text("test_log.yaml", WAITER)
+    waiting = engine.start("test_log", {"serial": "SN-2"})["instance_id"]
+    with Running(ConnectorRuntime([connector(broker, "st-b")], engine)) as running:
+        topic = "st-b/p1/station/11/result"
+        publish(broker, topic, "{not json", b"\xff\xfe", '{"no_serial": 1}', '{"serial": 5}',
+                result("SN-2", "run-2"))  # fmt: skip
+        wait_for(lambda: engine.instance(waiting)["status"] == "completed")
+        status = wait_for(lambda: (s := running.status())["events_out"] == 1 and s)
+    assert (status["events_in"], status["malformed"]) == (5, 2)
+    # `{"serial": 5}` passes the condition but has no run_id: a rule error, acknowledged.
+    assert status["rule_errors"] == 1
+    assert status["state"] == "connected"
+
+
+def test_messages_sent_while_the_connector_is_stopped_arrive_after_it_starts(
+    engine: WorkflowEngine, broker: int
+) -> None:
+    engine.deploy_text("test_log.yaml", WAITER)
+    definition = connector(broker, "st-c")
+    with Running(ConnectorRuntime([definition], engine)):
+        pass  # creates the persistent session with its subscription
+    waiting = [engine.start("test_log", {"serial": f"SN-3-{i}"})["instance_id"] for i in range(3)]
+    publish(broker, "st-c/p1/station/12/result",
+            *(result(f"SN-3-{i}", f"run-3-{i}") for i in range(3)))  # fmt: skip
+    with Running(ConnectorRuntime([definition], engine)) as running:
+        wait_for(lambda: all(engine.instance(i)["status"] == "completed" for i in waiting))
+        wait_for(lambda: running.status()["events_out"] == 3)
+
+
+def test_the_same_message_id_twice_is_delivered_once(engine: WorkflowEngine, broker: int) -> None:
+    engine.deploy_text("test_log.yaml", WAITER)
+    with Running(ConnectorRuntime([connector(broker, "st-d")], engine)) as running:
+        same = result("SN-4", "run-4")
+        publish(broker, "st-d/p1/station/13/result", same, same)
+        # events_in counts on arrival; wait until both messages are fully handled.
+        status = wait_for(lambda: (s := running.status())["events_out"] + s["duplicates"] == 2
+                          and s)  # fmt: skip
+    assert (status["events_out"], status["duplicates"]) == (1, 1)
+    # The one stored message completes the workflow that starts waiting afterwards.
+    waiting = engine.start("test_log", {"serial": "SN-4"})["instance_id"]
+    assert engine.instance(waiting)["status"] == "completed"
+
+
+def test_an_engine_failure_leaves_the_message_for_redelivery(
+    engine: WorkflowEngine, broker: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.deploy_text("test_log.yaml", WAITER)
+    waiting = engine.start("test_log", {"serial": "SN-5"})["instance_id"]
+    real = engine.record_connector_events
+    calls = []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("database is away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "record_connector_events", flaky)
+    with Running(ConnectorRuntime([connector(broker, "st-e")], engine)) as running:
+        publish(broker, "st-e/p1/station/14/result", result("SN-5", "run-5"))
+        wait_for(lambda: engine.instance(waiting)["status"] == "completed", timeout=8)
+        wait_for(lambda: running.status()["events_out"] == 1)
+    assert len(calls) == 2
+
+
+def test_a_missing_credential_variable_is_a_status_error(
+    engine: WorkflowEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TAKTFLOW_TEST_MQTT_USER", raising=False)
+    definition = connector(1, "st-f", extra_mqtt="  username_env: TAKTFLOW_TEST_MQTT_USER\n")
+    runtime = ConnectorRuntime([definition], engine)
+    asyncio.run(runtime.run(asyncio.Event()))
+    [status] = runtime.statuses()
+    assert status["state"] == "error"
+    assert "TAKTFLOW_TEST_MQTT_USER" in status["last_error"]
