@@ -4,10 +4,9 @@ happened while the runtime was down is still delivered, once."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
 from typing import Any
+
+from connector_support import Running, wait_for
 
 from taktflow.connectors.definition import parse_connector
 from taktflow.connectors.runtime import ConnectorRuntime
@@ -38,44 +37,6 @@ rules:
     correlation: {{machine_id: "'press_t'"}}
     variables: {{good: delta, total: value}}
 """, "press_t.yaml")  # fmt: skip
-
-
-class Running:
-    """The runtime in its own thread and event loop, as `taktflow connectors run` has it."""
-
-    def __init__(self, runtime: ConnectorRuntime) -> None:
-        self.runtime = runtime
-        self.loop = asyncio.new_event_loop()
-        self.stop_event: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        async def main() -> None:
-            self.stop_event = asyncio.Event()
-            await self.runtime.run(self.stop_event)
-
-        self.loop.run_until_complete(main())
-        self.loop.close()
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        while self.stop_event is None:
-            time.sleep(0.01)
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(5)
-
-
-def wait_for(check: Any, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def test_counter_rises_reach_waiting_workflows_once(engine: WorkflowEngine, plc: Any) -> None:

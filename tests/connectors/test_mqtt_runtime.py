@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from connector_support import Running, wait_for
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from taktflow.connectors.definition import parse_connector
@@ -134,50 +134,6 @@ def publish(port: int, topic: str, *payloads: str | bytes) -> None:
         client.loop_stop()
 
 
-class Running:
-    """The runtime in its own thread and event loop, as `taktflow connectors run` has it."""
-
-    def __init__(self, runtime: ConnectorRuntime) -> None:
-        self.runtime = runtime
-        self.loop = asyncio.new_event_loop()
-        self.stop_event: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        async def main() -> None:
-            self.stop_event = asyncio.Event()
-            await self.runtime.run(self.stop_event)
-
-        self.loop.run_until_complete(main())
-        self.loop.close()
-
-    def status(self) -> dict[str, Any]:
-        return self.runtime.statuses()[0]
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        # Subscribed (not just connected) before the test publishes anything.
-        wait_for(lambda: self.status()["state"] == "connected")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        while self.stop_event is None:
-            time.sleep(0.01)
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(5)
-        assert not self.thread.is_alive()
-
-
-def wait_for(check: Any, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
-
-
 def result(serial: str, run_id: str, verdict: str = "PASS") -> str:
     return f'{{"serial": "{serial}", "run_id": "{run_id}", "result": "{verdict}"}}'
 
@@ -187,7 +143,9 @@ def test_a_json_message_on_a_wildcard_topic_completes_a_waiting_workflow(
 ) -> None:
     engine.deploy_text("test_log.yaml", WAITER)
     waiting = engine.start("test_log", {"serial": "SN-1"})["instance_id"]
-    with Running(ConnectorRuntime([connector(broker, "st-a")], engine)) as running:
+    with Running(
+        ConnectorRuntime([connector(broker, "st-a")], engine), until_connected=True
+    ) as running:
         publish(broker, "st-a/p1/station/10/result", result("SN-1", "run-1"))
         wait_for(lambda: engine.instance(waiting)["status"] == "completed")
         # The counters follow the commit that completed the workflow.
@@ -206,7 +164,9 @@ def test_a_malformed_payload_is_counted_and_later_messages_still_arrive(
 ) -> None:
     engine.deploy_text("test_log.yaml", WAITER)
     waiting = engine.start("test_log", {"serial": "SN-2"})["instance_id"]
-    with Running(ConnectorRuntime([connector(broker, "st-b")], engine)) as running:
+    with Running(
+        ConnectorRuntime([connector(broker, "st-b")], engine), until_connected=True
+    ) as running:
         topic = "st-b/p1/station/11/result"
         publish(broker, topic, "{not json", b"\xff\xfe", '{"no_serial": 1}', '{"serial": 5}',
                 result("SN-2", "run-2"))  # fmt: skip
@@ -223,19 +183,21 @@ def test_messages_sent_while_the_connector_is_stopped_arrive_after_it_starts(
 ) -> None:
     engine.deploy_text("test_log.yaml", WAITER)
     definition = connector(broker, "st-c")
-    with Running(ConnectorRuntime([definition], engine)):
+    with Running(ConnectorRuntime([definition], engine), until_connected=True):
         pass  # creates the persistent session with its subscription
     waiting = [engine.start("test_log", {"serial": f"SN-3-{i}"})["instance_id"] for i in range(3)]
     publish(broker, "st-c/p1/station/12/result",
             *(result(f"SN-3-{i}", f"run-3-{i}") for i in range(3)))  # fmt: skip
-    with Running(ConnectorRuntime([definition], engine)) as running:
+    with Running(ConnectorRuntime([definition], engine), until_connected=True) as running:
         wait_for(lambda: all(engine.instance(i)["status"] == "completed" for i in waiting))
         wait_for(lambda: running.status()["events_out"] == 3)
 
 
 def test_the_same_message_id_twice_is_delivered_once(engine: WorkflowEngine, broker: int) -> None:
     engine.deploy_text("test_log.yaml", WAITER)
-    with Running(ConnectorRuntime([connector(broker, "st-d")], engine)) as running:
+    with Running(
+        ConnectorRuntime([connector(broker, "st-d")], engine), until_connected=True
+    ) as running:
         same = result("SN-4", "run-4")
         publish(broker, "st-d/p1/station/13/result", same, same)
         # events_in counts on arrival; wait until both messages are fully handled.
@@ -262,7 +224,9 @@ def test_an_engine_failure_leaves_the_message_for_redelivery(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine, "record_connector_events", flaky)
-    with Running(ConnectorRuntime([connector(broker, "st-e")], engine)) as running:
+    with Running(
+        ConnectorRuntime([connector(broker, "st-e")], engine), until_connected=True
+    ) as running:
         publish(broker, "st-e/p1/station/14/result", result("SN-5", "run-5"))
         wait_for(lambda: engine.instance(waiting)["status"] == "completed", timeout=8)
         wait_for(lambda: running.status()["events_out"] == 1)

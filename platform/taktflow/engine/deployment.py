@@ -221,28 +221,13 @@ class DeploymentMixin(_Base):
     def form(self, name: str, version: int | None = None) -> FormDefinition:
         """A deployed form, parsed (the latest version unless `version` is given)."""
         with self._reading() as s:
-            query = select(m.FormVersion).where(m.FormVersion.name == name)
-            if version is None:
-                query = query.where(m.FormVersion.is_latest.is_(True))
-            else:
-                query = query.where(m.FormVersion.version == version)
-            row = s.scalar(query)
-            if row is None:
-                which = f" version {version}" if version is not None else ""
-                raise NotFound(f"form {name!r}{which} is not deployed")
+            row = _form_row(s, name, version)
             return _cached_form(row.content_hash, row.file_name, row.source)
 
     def form_source(self, name: str, version: int | None = None) -> dict:
         """A form version's YAML with its version data."""
         with self._reading() as s:
-            query = select(m.FormVersion).where(m.FormVersion.name == name)
-            if version is None:
-                query = query.where(m.FormVersion.is_latest.is_(True))
-            else:
-                query = query.where(m.FormVersion.version == version)
-            row = s.scalar(query)
-            if row is None:
-                raise NotFound(f"form {name!r} is not deployed")
+            row = _form_row(s, name, version)
             return _form_dict(row) | {"source": row.source}
 
     def _store_version(self, unit: Any, p: ParsedProcess, actor: str | None) -> dict:
@@ -352,6 +337,20 @@ def _parse_forms(
         seen[form.name] = file.name
         forms.append((form, file))
     return forms
+
+
+def _form_row(s: Session, name: str, version: int | None) -> m.FormVersion:
+    """One version of a form (the latest unless `version` is given), or NotFound."""
+    query = select(m.FormVersion).where(m.FormVersion.name == name)
+    if version is None:
+        query = query.where(m.FormVersion.is_latest.is_(True))
+    else:
+        query = query.where(m.FormVersion.version == version)
+    row = s.scalar(query)
+    if row is None:
+        which = f" version {version}" if version is not None else ""
+        raise NotFound(f"form {name!r}{which} is not deployed")
+    return row
 
 
 _FORM_CACHE: dict[str, FormDefinition] = {}
