@@ -100,9 +100,9 @@ def parse_connector(text: str, file: str = "<connector>") -> ConnectorDefinition
     """The connector in `text`; DefinitionError listing every problem with its line."""
     reader = _Reader(file)
     try:
-        doc = load(text)
+        doc = load(text, kind="connector")
     except YamlProblem as exc:
-        reader.problem(exc.message.replace("workflow file", "connector file"), exc.pos)
+        reader.problem(exc.message, exc.pos)
         raise DefinitionError(reader.problems) from None
     made = reader.connector(doc)
     if reader.problems or made is None:

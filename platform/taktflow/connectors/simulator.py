@@ -354,12 +354,12 @@ def load_simulation(
                                           column=pos.column if pos else None))  # fmt: skip
 
     try:
-        doc = load(Path(path).read_text(encoding="utf-8"))
+        doc = load(Path(path).read_text(encoding="utf-8"), kind="simulation")
     except OSError as exc:
         problem(f"cannot read: {exc.strerror or exc}", None)
         raise DefinitionError(problems) from None
     except YamlProblem as exc:
-        problem(exc.message.replace("workflow file", "simulation file"), exc.pos)
+        problem(exc.message, exc.pos)
         raise DefinitionError(problems) from None
     if not isinstance(doc, Map) or not isinstance(doc.get("machines"), Seq):
         problem("a simulation file is `machines:` with a list of machines", Pos(1, 1))

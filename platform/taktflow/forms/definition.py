@@ -156,9 +156,9 @@ def parse_form(text: str, file: str = "<form>") -> FormDefinition:
     """The form in `text`; DefinitionError listing every problem with its line."""
     reader = _Reader(file)
     try:
-        doc = load(text)
+        doc = load(text, kind="form")
     except YamlProblem as exc:
-        reader.problem(exc.message.replace("workflow file", "form file"), exc.pos)
+        reader.problem(exc.message, exc.pos)
         raise DefinitionError(reader.problems) from None
     form = reader.form(doc)
     if reader.problems or form is None:

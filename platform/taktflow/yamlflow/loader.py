@@ -122,19 +122,23 @@ def _mark_pos(thing: Any) -> Pos | None:
     return Pos(mark.line + 1, mark.column + 1)
 
 
-def load(text: str) -> Any:
-    """Parse one YAML document into Map / Seq / plain values; raise YamlProblem."""
+def load(text: str, kind: str = "workflow") -> Any:
+    """Parse one YAML document into Map / Seq / plain values; raise YamlProblem.
+
+    `kind` names the file in messages (workflow, form, connector, simulation).
+    """
     bad = _FORBIDDEN.search(text)
     if bad is not None:
         raise YamlProblem(
-            f"character #x{ord(bad.group()):04x} is not allowed in a workflow file",
+            f"character #x{ord(bad.group()):04x} is not allowed in a {kind} file",
             _pos_at(text, bad.start()),
         )
     size = len(text.encode("utf-8"))
     if size > MAX_BYTES:
+        hint = ": split it into workflows that call each other" if kind == "workflow" else ""
         raise YamlProblem(
-            f"file is {size:,} bytes; workflow files are limited to {MAX_BYTES:,} bytes "
-            f"({MAX_BYTES // 1024} KiB): split it into workflows that call each other",
+            f"file is {size:,} bytes; {kind} files are limited to {MAX_BYTES:,} bytes "
+            f"({MAX_BYTES // 1024} KiB){hint}",
             Pos(1, 1),
         )
     tab = _leading_tab(text)
@@ -147,7 +151,7 @@ def load(text: str) -> Any:
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:
         raise YamlProblem(
-            f"character #x{exc.character:04x} is not allowed in a workflow file",
+            f"character #x{exc.character:04x} is not allowed in a {kind} file",
             _pos_at(text, exc.position),
         ) from None
     try:
@@ -162,7 +166,7 @@ def load(text: str) -> Any:
         loader.dispose()
     if node is None:
         raise YamlProblem("file is empty (or holds only comments)", Pos(1, 1))
-    return _convert(node, 0)
+    return _convert(node, 0, kind)
 
 
 # Characters XML cannot carry (so no BPMN can hold them): C0 controls other than tab, line
@@ -239,7 +243,7 @@ def _leading_tab(text: str) -> Pos | None:
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
-def _convert(node: Node, depth: int) -> Any:
+def _convert(node: Node, depth: int, kind: str) -> Any:
     if depth > MAX_DEPTH:
         raise YamlProblem(f"nested more than {MAX_DEPTH} levels deep", Pos.of(node))
     if isinstance(node, MappingNode | SequenceNode) and node.tag not in _PLAIN_TAGS:
@@ -263,7 +267,7 @@ def _convert(node: Node, depth: int) -> Any:
                     f"key {key!r} appears twice in this mapping (first on line {first.line})",
                     Pos.of(key_node),
                 )
-            result[key] = _convert(value_node, depth + 1)
+            result[key] = _convert(value_node, depth + 1, kind)
             result.key_pos[key] = Pos.of(key_node)
             result.value_pos[key] = Pos.of(value_node)
         return result
@@ -271,14 +275,14 @@ def _convert(node: Node, depth: int) -> Any:
         items = Seq()
         items.pos, items.item_pos = Pos.of(node), []
         for item in node.value:
-            items.append(_convert(item, depth + 1))
+            items.append(_convert(item, depth + 1, kind))
             items.item_pos.append(Pos.of(item))
         return items
     assert isinstance(node, ScalarNode)
-    return _scalar(node)
+    return _scalar(node, kind)
 
 
-def _scalar(node: ScalarNode) -> Any:
+def _scalar(node: ScalarNode, kind: str) -> Any:
     tag, value = node.tag, node.value
     if tag == "tag:yaml.org,2002:null":
         return None
@@ -292,7 +296,7 @@ def _scalar(node: ScalarNode) -> Any:
         bad = _FORBIDDEN.search(value)
         if bad is not None:  # written as an escape ("\x00"): XML could not carry it
             raise YamlProblem(
-                f"character #x{ord(bad.group()):04x} is not allowed in a workflow file",
+                f"character #x{ord(bad.group()):04x} is not allowed in a {kind} file",
                 Pos.of(node),
             )
         return value
