@@ -1,19 +1,25 @@
-"""A simulated PLC (pymodbus SimDevice server) on a free loopback port, one per test."""
+"""Connector test fixtures: a simulated PLC (pymodbus SimDevice server) on a free loopback port
+per test, and a Mosquitto per test module."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from connector_support import MOSQUITTO, Mosquitto
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 # pymodbus logs its last frames on every error; the error tests would drown the output.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+ROOT_CONFTEST = Path(__file__).parents[1] / "conftest.py"
 
 # Function codes that select a table in the server's get/set helpers.
 FC = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
@@ -96,3 +102,29 @@ async def _cancel_others() -> None:
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+
+
+@pytest.fixture(scope="module")
+def broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
+    """A Mosquitto of this module's own on a free loopback port; yields the port.
+
+    No mosquitto binary: skipped locally, a failure under TAKTFLOW_STRICT=1 (CI installs it).
+    """
+    mosquitto = mosquitto_for(request, tmp_path_factory)
+    try:
+        yield mosquitto.port
+    finally:
+        mosquitto.stop()
+
+
+def mosquitto_for(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Mosquitto:
+    """A started Mosquitto (the caller stops it), or a skip/failure if it is not installed."""
+    if not os.path.exists(MOSQUITTO):
+        root = request.config.pluginmanager.get_plugin(str(ROOT_CONFTEST))
+        assert root is not None, f"{ROOT_CONFTEST} is not loaded"
+        root.missing_service(f"{MOSQUITTO} is not installed (Debian: apt-get install mosquitto)")
+    return Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()

@@ -8,13 +8,6 @@ No mosquitto binary: skipped locally, a failure under TAKTFLOW_STRICT=1 (CI inst
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -26,9 +19,6 @@ from taktflow.connectors.definition import parse_connector
 from taktflow.connectors.runtime import ConnectorRuntime
 from taktflow.engine.runtime import WorkflowEngine
 
-MOSQUITTO = "/usr/sbin/mosquitto"
-ROOT_CONFTEST = Path(__file__).parents[1] / "conftest.py"
-
 WAITER = """\
 process: test_log
 steps:
@@ -37,68 +27,6 @@ steps:
     correlate: [serial]
     into: result
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module")
-def broker(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[int]:
-    """A Mosquitto of this module's own on a free loopback port; yields the port."""
-    if not os.path.exists(MOSQUITTO):
-        root = request.config.pluginmanager.get_plugin(str(ROOT_CONFTEST))
-        assert root is not None, f"{ROOT_CONFTEST} is not loaded"
-        root.missing_service(f"{MOSQUITTO} is not installed (Debian: apt-get install mosquitto)")
-    folder = tmp_path_factory.mktemp("mosquitto")
-    data = folder / "data"
-    data.mkdir()
-    if os.geteuid() == 0:
-        # Started as root, mosquitto drops to its own user and silently stores nothing in a
-        # folder it cannot write.
-        shutil.chown(data, user="mosquitto")
-    for _ in range(5):
-        # Another xdist worker may take the port between choosing and binding it: retry.
-        port = _free_port()
-        conf = folder / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {data}/\n"
-            # The default of 1000 silently drops QoS 1 messages for an offline session.
-            "max_queued_messages 100000\n"
-        )
-        process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 5
-        while process.poll() is None and time.monotonic() < deadline and not _listening(port):
-            time.sleep(0.05)
-        if process.poll() is None and _listening(port):
-            break
-        process.kill()
-        process.wait()
-    else:
-        pytest.fail("mosquitto did not start")
-    try:
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def connector(port: int, ident: str, *, extra_mqtt: str = "") -> Any:
