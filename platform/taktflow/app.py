@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from taktflow.auth.service import AccountService
 from taktflow.config import Config, ConfigError
+from taktflow.connectors.actions import register_connector_actions
 from taktflow.db import db, engine_options
 from taktflow.engine.actions import ActionRegistry, builtin_actions
 from taktflow.engine.runtime import WorkflowEngine
@@ -109,6 +110,7 @@ def build_actions(config: Config) -> ActionRegistry:
     """
     registry = ActionRegistry()
     builtin_actions(registry)
+    register_connector_actions(registry, config.connectors_path)
     for name in filter(None, (part.strip() for part in config.action_modules.split(","))):
         try:
             module = importlib.import_module(name)

@@ -19,6 +19,8 @@ MATRIX: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/me", None, EVERYONE),
     ("GET", "/processes", None, EVERYONE),
     ("GET", "/connectors", None, {"engineer", "supervisor", "manager", "admin"}),
+    ("POST", "/messages/999/replay", None, {"engineer", "admin"}),
+    ("POST", "/outbox/999/replay", None, {"engineer", "admin"}),
     ("GET", "/forms", None, EVERYONE),
     ("GET", "/forms/setup_sheet", None, EVERYONE),
     ("GET", "/processes/release_check", None, EVERYONE),
@@ -68,7 +70,11 @@ def test_every_endpoint_with_every_role(call: Any, deployed: str, app: Any) -> N
 def test_every_route_is_in_the_matrix_or_public(app: Any) -> None:
     public = {"/api/v1/health", "/api/v1/version", "/api/v1/openapi.json"}
     covered = {
-        "/api/v1" + t.replace("{instance}", "<int:instance_id>").replace("{task}", "<task_id>")
+        "/api/v1"
+        + t.replace("{instance}", "<int:instance_id>")
+        .replace("{task}", "<task_id>")
+        .replace("/messages/999/", "/messages/<int:message_id>/")
+        .replace("/outbox/999/", "/outbox/<int:outbox_id>/")
         for _, t, _, _ in MATRIX
     }
     routes = set()

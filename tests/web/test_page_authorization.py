@@ -45,6 +45,8 @@ MATRIX: list[tuple[str, str, dict | None, set[str]]] = [
     ("GET", "/processes/lane_check", None, EVERYONE),
     ("GET", "/processes/lane_check/versions/1.bpmn", None, EVERYONE),
     ("GET", "/connectors", None, {"engineer", "supervisor", "manager", "admin"}),
+    ("POST", "/connectors/messages/999/replay", {}, {"engineer", "admin"}),
+    ("POST", "/connectors/outbox/999/replay", {}, {"engineer", "admin"}),
     ("GET", "/forms", None, DEPLOYERS),
     ("GET", "/forms/sheet", None, DEPLOYERS),
     ("GET", "/forms/preview", None, DEPLOYERS),
@@ -94,6 +96,8 @@ def test_every_page_is_in_the_matrix_or_public(app: Any) -> None:
         .replace("/lane_check/versions/1.bpmn", "/<process_id>/versions/<int:version>.bpmn")
         .replace("/processes/lane_check", "/processes/<process_id>")
         .replace("/forms/sheet", "/forms/<name>")
+        .replace("/messages/999/", "/messages/<int:message_id>/")
+        .replace("/outbox/999/", "/outbox/<int:outbox_id>/")
         for _, template, _, _ in MATRIX
     }
     pages = {

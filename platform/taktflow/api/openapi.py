@@ -119,8 +119,23 @@ def document() -> dict[str, Any]:
             "/connectors": {
                 "get": _op(
                     "Connector files with their last stored point values, when they were "
-                    "stored, and their messages by inbox status (failed: dead letters)",
+                    "stored, their messages by inbox status (failed: dead letters) and outbox "
+                    "counts; the dead letters and failed outbox rows themselves",
                     "connector.read",
+                )
+            },
+            "/messages/{message_id}/replay": {
+                "post": _op(
+                    "Deliver a dead-lettered (failed) inbox message again",
+                    "connector.replay",
+                    params=[_path("message_id", {"type": "integer"})],
+                )
+            },
+            "/outbox/{outbox_id}/replay": {
+                "post": _op(
+                    "Send a failed outbox row (MQTT publish, Modbus write) again",
+                    "connector.replay",
+                    params=[_path("outbox_id", {"type": "integer"})],
                 )
             },
             "/forms": {"get": _op("Deployed forms, latest versions", "process.read")},

@@ -138,6 +138,22 @@ def list_connectors(principal: Principal) -> Any:
     return jsonify(overview(current_app.config["TAKTFLOW"].connectors_path, _engine()))
 
 
+@api_bp.post("/messages/<int:message_id>/replay")
+@authenticated
+def replay_message(principal: Principal, message_id: int) -> Any:
+    """Deliver a dead-lettered (failed) inbox message again, e.g. after deploying its process."""
+    require(principal, "connector.replay")
+    return jsonify(_engine().replay_message(message_id, actor=principal.username).to_dict())
+
+
+@api_bp.post("/outbox/<int:outbox_id>/replay")
+@authenticated
+def replay_outbox(principal: Principal, outbox_id: int) -> Any:
+    """Send a failed outbox row (MQTT publish, Modbus write) again."""
+    require(principal, "connector.replay")
+    return jsonify(_engine().replay_outbox(outbox_id, actor=principal.username))
+
+
 @api_bp.post("/processes")
 @authenticated
 def deploy(principal: Principal) -> Any:

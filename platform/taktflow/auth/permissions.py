@@ -25,6 +25,8 @@ PERMISSIONS: dict[str, frozenset[str] | str] = {
     "task.assign": frozenset({"supervisor", "manager"}),
     # Machine connections: the engineers who set them up and the people who run the floor.
     "connector.read": frozenset({"engineer", "supervisor", "manager"}),
+    # Sending a dead-lettered event or machine write again: after fixing its cause.
+    "connector.replay": frozenset({"engineer"}),
 }
 
 

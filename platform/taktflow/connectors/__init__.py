@@ -24,4 +24,17 @@ def overview(connectors_path: str, engine: Any) -> dict[str, Any]:
                 "points": {}, "updated_at": None, "messages": {},
             } | engine.connector_overview(d.id)
         )  # fmt: skip
-    return {"connectors": rows, "problems": [p.to_dict() for p in problems]}
+    for row in rows:
+        prefix = "modbus" if row["type"] == "modbus" else "mqtt"
+        row["outbox"] = engine.outbox_counts(f"{prefix}:{row['connector']}")
+    failed = engine.outbox(status="failed", limit=50)
+    dead = [d for d in engine.dead_letters(limit=200)
+            if (d["source"] or "").startswith("connector:")]  # fmt: skip
+    return {
+        "connectors": rows,
+        "problems": [p.to_dict() for p in problems],
+        # What an engineer has to look at: events the engine refused, writes that failed.
+        "dead_letters": dead[:50],
+        # Failed rows first (they need someone), then the latest others.
+        "outbox": failed + [o for o in engine.outbox(limit=20) if o["status"] != "failed"],
+    }

@@ -6,9 +6,11 @@ states that produced them are committed (`record_connector_events`). A crash or 
 failure before the commit leaves the message unacknowledged, and the broker delivers it again
 after the next connect; messages published while the connector is away wait in the session.
 
-paho runs the network loop and every callback in its own thread. The commit happens there,
-synchronously, so messages are handled one at a time and in order. An exception escaping a
-paho callback silently ends its loop thread, so every callback body catches everything.
+paho runs the network loop and every callback in its own thread; its on_message only queues.
+A committer thread takes the queue in batches, in arrival order: rules, one transaction, then
+the acknowledgements. Delivery to workflows is the runtime's dispatcher's job, so a slow
+workflow step never holds up the broker. An exception escaping a paho callback silently ends
+its loop thread, so every callback body catches everything.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import asyncio
 import json
 import logging
 import os
+import queue
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,13 +32,15 @@ from paho.mqtt.properties import Properties
 
 from taktflow.connectors.definition import ConnectorDefinition, Subscription
 from taktflow.connectors.rules import RuleError, Sample, evaluate
-from taktflow.connectors.runtime import Status
+from taktflow.connectors.runtime import Status, event_dict, machine_context
 
 log = logging.getLogger("taktflow.connectors")
 
 #: How often the asyncio side looks at the paho thread's flags (stop, failed commit).
 _TICK_S = 0.1
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 1, 30
+#: Messages committed in one transaction at most.
+_BATCH_MAX = 1000
 
 
 class _Malformed(Exception):
@@ -54,11 +60,16 @@ class MqttConnector:
         self._commit_failed = threading.Event()
         self._committed = threading.Event()
         self._pending_subscribe: int | None = None
+        # Messages paho received, for the committer thread (paho's thread only enqueues).
+        self._received: queue.Queue[tuple[mqtt.Client, mqtt.MQTTMessage]] = queue.Queue()
+        #: The live client; messages of an earlier one are never acknowledged on it.
+        self.client: mqtt.Client | None = None
+        #: Called after each commit that stored events (the runtime wakes its dispatcher).
+        self.wake: Callable[[], None] = lambda: None
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            credentials = (self._secret(self.link.username_env, "username_env"),
-                           self._secret(self.link.password_env, "password_env"))  # fmt: skip
+            credentials = self.credentials()
         except ValueError as exc:
             # A configuration problem: nothing to retry until the environment is fixed.
             self._failed(str(exc), "error")
@@ -71,7 +82,11 @@ class MqttConnector:
             if key.startswith("rule:") and isinstance(value, dict)
         }  # fmt: skip
         backoff: float = _RECONNECT_MIN_S
-        client = self._make_client(*credentials)
+        halt = threading.Event()
+        committer = threading.Thread(target=self._commit_loop, args=(halt,), daemon=True,
+                                     name=f"taktflow-mqtt-{self.definition.id}")  # fmt: skip
+        committer.start()
+        client = self.client = self._make_client(*credentials)
         self._begin(client)
         try:
             while not stop.is_set():
@@ -87,7 +102,7 @@ class MqttConnector:
                         break
                     # A new client: paho leaks its wake-up socket pair when loop_start is
                     # called twice on one client.
-                    client = self._make_client(*credentials)
+                    client = self.client = self._make_client(*credentials)
                     self._begin(client)
                     continue
                 if self._committed.is_set():
@@ -120,6 +135,11 @@ class MqttConnector:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """(username, password) from the environment variables the file names."""
+        return (self._secret(self.link.username_env, "username_env"),
+                self._secret(self.link.password_env, "password_env"))  # fmt: skip
 
     def _secret(self, variable: str | None, key: str) -> str | None:
         if variable is None:
@@ -201,62 +221,95 @@ class MqttConnector:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            self._handle(client, msg)
+            if self._commit_failed.is_set():
+                # An earlier message is waiting for redelivery; taking later ones now would
+                # deliver out of order. They stay unacknowledged and come again after reconnect.
+                return
+            self._received.put((client, msg))
         except Exception as exc:
-            # Not acknowledged: the broker delivers it again after the next connect.
             self._crashed("on_message", exc)
             self._commit_failed.set()
 
     # ------------------------------------------------------------------ messages
-    def _handle(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
-        if self._commit_failed.is_set():
-            # An earlier message is waiting for redelivery; handling later ones now would
-            # deliver out of order. They stay unacknowledged and come again after reconnect.
-            return
-        self.status.events_in += 1
-        connector = self.definition.id
-        try:
-            payload = self._decode(msg)
-        except _Malformed as exc:
-            self.status.malformed += 1
-            self._failed(f"{connector}: {msg.topic}: {exc}", self.status.state)
-            client.ack(msg.mid, msg.qos)
-            return
-        sample = Sample(now=datetime.now(UTC), values={}, topic=msg.topic, payload=payload)
-        events, states, errors = [], {}, []
-        for rule in self.definition.rules:
+    def _commit_loop(self, halt: threading.Event) -> None:
+        """Take the received messages in batches: one transaction per batch, then the acks.
+
+        Under load a batch holds what arrived during the previous commit, so the cost of a
+        commit is shared; alone, a message is committed at once. (The broker's in-flight limit
+        for unacknowledged messages, 20 in Mosquitto by default, bounds a batch in practice.)
+        """
+        while not halt.is_set():
             try:
-                fired, state = evaluate(rule, self.rule_states.get(rule.id, {}), sample,
-                                        connector=connector)  # fmt: skip
-                if any(event.kind != "message" for event in fired):
-                    raise RuleError(f"rule {rule.id!r}: `start:` is not delivered yet; use "
-                                    "`message:` with a message start event")  # fmt: skip
-            except RuleError as exc:
-                # Deterministic: the same message fails the same way every time, so it is
-                # reported and acknowledged; the other rules still get their events.
-                errors.append(str(exc))
+                batch = [self._received.get(timeout=_TICK_S)]
+            except queue.Empty:
                 continue
-            states[rule.id] = state
-            # Rules with `message_id` take the key from the payload, so a redelivery is a
-            # duplicate. Without it the key is the rule's sequence number, and a message
-            # redelivered after a commit whose acknowledgement was lost is delivered twice:
-            # give message_id (docs/connectors.md recommends it).
-            events.extend(
-                {"name": e.name, "correlation": e.correlation, "variables": e.variables,
-                 "idempotency_key": e.idempotency_key}
-                for e in fired
-            )  # fmt: skip
-        stored = {f"rule:{rule_id}": state for rule_id, state in states.items()}
-        ids = self.engine.record_connector_events(connector, stored, events)
+            while len(batch) < _BATCH_MAX:
+                try:
+                    batch.append(self._received.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._commit(batch)
+            except Exception as exc:
+                # Nothing of the batch is acknowledged: the broker delivers it again after the
+                # reconnect, and what was queued behind it comes again too, in order.
+                self._crashed("committing", exc)
+                self._commit_failed.set()
+                while not self._received.empty():
+                    self._received.get_nowait()
+
+    def _commit(self, batch: list[tuple[mqtt.Client, mqtt.MQTTMessage]]) -> None:
+        connector = self.definition.id
+        current = [(c, msg) for c, msg in batch if c is self.client]
+        if not current:
+            return  # from a connection that is gone: the broker sends them again
+        machine = machine_context(self.engine, self.definition)
+        states = dict(self.rule_states)
+        changed: dict[str, dict[str, Any]] = {}
+        events: list[dict[str, Any]] = []
+        problems: list[str] = []
+        for _client, msg in current:
+            self.status.events_in += 1
+            try:
+                payload = self._decode(msg)
+            except _Malformed as exc:
+                self.status.malformed += 1
+                problems.append(f"{msg.topic}: {exc}")
+                continue
+            sample = Sample(now=datetime.now(UTC), values={}, topic=msg.topic, payload=payload)
+            for rule in self.definition.rules:
+                try:
+                    fired, state = evaluate(rule, states.get(rule.id, {}), sample,
+                                            connector=connector, machine=machine)  # fmt: skip
+                except RuleError as exc:
+                    # Deterministic: the same message fails the same way every time, so it is
+                    # reported and acknowledged; the other rules still get their events.
+                    self.status.rule_errors += 1
+                    problems.append(f"{msg.topic}: {exc}")
+                    continue
+                states[rule.id] = changed[rule.id] = state
+                # Rules with `message_id` take the key from the payload, so a redelivery is a
+                # duplicate. Without it the key is the rule's sequence number, and a message
+                # redelivered after a commit whose acknowledgement was lost is delivered
+                # twice: give message_id (docs/connectors.md recommends it).
+                events.extend(event_dict(e) for e in fired)
+        stored = {f"rule:{rule_id}": state for rule_id, state in changed.items()}
+        ids: list[int | None] = []
+        if stored or events:
+            ids = self.engine.record_connector_events(connector, stored, events, deliver=False)
         # Committed: only now does the connector take the new state, and the broker forget it.
-        self.rule_states.update(states)
-        client.ack(msg.mid, msg.qos)
+        self.rule_states = states
+        for client, msg in current:
+            client.ack(msg.mid, msg.qos)
         self._committed.set()
         self.status.events_out += sum(1 for i in ids if i is not None)
         self.status.duplicates += sum(1 for i in ids if i is None)
-        if errors:
-            self.status.rule_errors += len(errors)
-            self._failed(f"{connector}: {msg.topic}: {'; '.join(errors)}", self.status.state)
+        if events:
+            self.wake()
+        if problems:
+            self._failed(f"{connector}: {'; '.join(problems[:3])}"
+                         + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""),
+                         self.status.state)  # fmt: skip
 
     def _decode(self, msg: mqtt.MQTTMessage) -> Any:
         subscription = self._subscription(msg.topic)

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from taktflow.connectors.definition import ConnectorDefinition
-from taktflow.connectors.modbus_points import ModbusError, plan_reads, read_points
-from taktflow.connectors.rules import RuleError, Sample, evaluate
+from taktflow.connectors.modbus_points import ModbusError, plan_reads, read_points, write_point
+from taktflow.connectors.rules import Event, RuleError, Sample, evaluate
 
 log = logging.getLogger("taktflow.connectors")
 
@@ -56,6 +58,11 @@ class ModbusConnector:
         self.blocks = plan_reads(list(definition.points.values()))
         self.status = Status(definition.id)
         self.rule_states: dict[str, dict[str, Any]] = {}
+        self.client: Any = None
+        # Polls and outbox writes share the client: one request at a time.
+        self._io = asyncio.Lock()
+        #: Called after each commit that stored events (the runtime wakes its dispatcher).
+        self.wake: Callable[[], None] = lambda: None
 
     async def run(self, stop: asyncio.Event) -> None:
         from pymodbus.client import AsyncModbusTcpClient
@@ -65,15 +72,13 @@ class ModbusConnector:
             key.removeprefix("rule:"): value for key, value in stored.items()
             if key.startswith("rule:") and isinstance(value, dict)
         }  # fmt: skip
-        client = AsyncModbusTcpClient(
+        client = self.client = AsyncModbusTcpClient(
             self.link.host, port=self.link.port, timeout=self.link.timeout_s, retries=0
         )
         backoff = self.link.reconnect_min_s
         try:
             while not stop.is_set():
                 try:
-                    if not client.connected:
-                        await client.connect()
                     await self.poll(client)
                     backoff = self.link.reconnect_min_s
                     delay = self.link.poll_ms / 1000
@@ -87,6 +92,14 @@ class ModbusConnector:
                 except RuleError as exc:
                     self._failed(str(exc), "error")
                     delay = self.link.poll_ms / 1000
+                except Exception as exc:  # noqa: BLE001 - the engine failed: wait, then redo
+                    # Nothing was taken: the next poll compares against the last committed
+                    # state, so the events of this one are produced again, in order.
+                    self._failed(f"{self.definition.id}: storing events failed, retrying in "
+                                 f"{backoff:.0f} s: {type(exc).__name__}: {exc}",
+                                 "engine_unavailable")  # fmt: skip
+                    delay = backoff
+                    backoff = min(backoff * 2, self.link.reconnect_max_s)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                 except TimeoutError:
@@ -97,27 +110,22 @@ class ModbusConnector:
 
     async def poll(self, client: Any) -> None:
         connector = self.definition.id
-        values = await read_points(client, self.link.device_id, self.blocks, connector)
+        async with self._io:
+            if not client.connected:
+                await client.connect()
+            values = await read_points(client, self.link.device_id, self.blocks, connector)
+        machine = await asyncio.to_thread(machine_context, self.engine, self.definition)
         sample = Sample(now=datetime.now(UTC), values=values)
         events, states = [], {}
         for rule in self.definition.rules:
             fired, state = evaluate(rule, self.rule_states.get(rule.id, {}), sample,
-                                    connector=connector)  # fmt: skip
+                                    connector=connector, machine=machine)  # fmt: skip
             states[rule.id] = state
-            for event in fired:
-                if event.kind != "message":
-                    # Starting processes from machine events needs an idempotent start;
-                    # until then such rules are reported, not silently dropped.
-                    raise RuleError(f"rule {event.rule!r}: `start:` is not delivered yet; use "
-                                    "`message:` with a message start event")  # fmt: skip
-                events.append(
-                    {"name": event.name, "correlation": event.correlation,
-                     "variables": event.variables, "idempotency_key": event.idempotency_key}
-                )  # fmt: skip
+            events.extend(event_dict(event) for event in fired)
         stored = {f"point:{name}": value for name, value in values.items()}
         stored |= {f"rule:{rule_id}": state for rule_id, state in states.items()}
         ids = await asyncio.to_thread(
-            self.engine.record_connector_events, connector, stored, events
+            self.engine.record_connector_events, connector, stored, events, deliver=False
         )
         # Committed: only now does the connector take the new state as its own.
         self.rule_states = states
@@ -127,6 +135,22 @@ class ModbusConnector:
         self.status.polls += 1
         self.status.events_out += sum(1 for i in ids if i is not None)
         self.status.duplicates += sum(1 for i in ids if i is None)
+        if events:
+            self.wake()
+
+    async def write(self, point_name: str, value: Any) -> None:
+        """Write one point (an outbox row's modbus.write); ModbusError if the PLC is away."""
+        point = self.definition.points.get(point_name)
+        if point is None:
+            raise ValueError(f"{self.definition.id} ({self.definition.file}) has no point "
+                             f"{point_name!r} any more")  # fmt: skip
+        async with self._io:
+            if self.client is None:
+                raise ModbusError(f"{self.definition.id}: not started", unreachable=True)
+            if not self.client.connected:
+                await self.client.connect()
+            await write_point(self.client, self.link.device_id, point, value,
+                              self.definition.id)  # fmt: skip
 
     def _failed(self, message: str, state: str) -> None:
         if message != self.status.last_error:
@@ -134,13 +158,69 @@ class ModbusConnector:
         self.status.state, self.status.last_error = state, message
 
 
-class ConnectorRuntime:
-    """Every enabled connector, each in its own task of one event loop."""
+def event_dict(event: Event) -> dict[str, Any]:
+    """A rule's event as record_connector_events takes it. A process start has no one to
+    correlate with: its correlation values join its variables as start data."""
+    if event.kind == "start":
+        return {"kind": "start", "name": event.name, "correlation": {},
+                "variables": {**event.correlation, **event.variables},
+                "idempotency_key": event.idempotency_key}  # fmt: skip
+    return {"kind": event.kind, "name": event.name, "correlation": event.correlation,
+            "variables": event.variables, "idempotency_key": event.idempotency_key}  # fmt: skip
 
-    def __init__(self, definitions: list[ConnectorDefinition], engine: Any) -> None:
+
+def machine_context(engine: Any, definition: ConnectorDefinition) -> dict[str, Any]:
+    """`machine` in rule expressions: the machine's id and what workflows last set for it."""
+    if definition.machine is None:
+        return {}
+    return {"id": definition.machine, **engine.machine_context(definition.machine)}
+
+
+class Dispatcher:
+    """Delivers the events the connectors committed, right after the commit.
+
+    Connectors only store (so a slow workflow step never holds up reading machines); this
+    thread delivers, in order per connector, as soon as it is woken. The engine's worker
+    would deliver them too, a worker interval later.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        pause = 1.0
+        while not stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                while not stop.is_set() and self.engine.dispatch(limit=500):
+                    pass
+                pause = 1.0
+            except Exception:  # noqa: BLE001 - the database is away: back off as a whole
+                log.exception("delivering connector events failed; retrying in %.0f s", pause)
+                stop.wait(pause)
+                pause = min(pause * 2, 30.0)
+
+
+class ConnectorRuntime:
+    """Every enabled connector, each in its own task of one event loop, plus the dispatcher
+    that delivers their events and the sender that empties the outbox.
+
+    `mqtt_url` is the platform's broker, where mqtt.publish without a connector goes.
+    """
+
+    def __init__(self, definitions: list[ConnectorDefinition], engine: Any,
+                 *, mqtt_url: str | None = None) -> None:  # fmt: skip
         # Imported here: mqtt_runtime imports Status from this module.
         from taktflow.connectors.mqtt_runtime import MqttConnector
+        from taktflow.connectors.outbox_sender import OutboxSender
 
+        self.engine = engine
+        self.dispatcher = Dispatcher(engine)
         self.connectors: list[ModbusConnector | MqttConnector] = []
         self.unsupported: list[Status] = []
         for d in definitions:
@@ -154,6 +234,9 @@ class ConnectorRuntime:
                 self.unsupported.append(
                     Status(d.id, state="unsupported", last_error=f"{d.type} connectors are not run")
                 )
+        for connector in self.connectors:
+            connector.wake = self.dispatcher.wake
+        self.outbox = OutboxSender(engine, self.connectors, mqtt_url)
 
     def statuses(self) -> list[dict[str, Any]]:
         return [c.status.to_dict() for c in self.connectors] + [
@@ -161,4 +244,14 @@ class ConnectorRuntime:
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(*(c.run(stop) for c in self.connectors))
+        halt = threading.Event()
+        # Its own thread: delivery runs workflow steps, which must not block the PLC polls.
+        dispatching = threading.Thread(target=self.dispatcher.run, args=(halt,),
+                                       name="taktflow-dispatch", daemon=True)  # fmt: skip
+        dispatching.start()
+        try:
+            await asyncio.gather(self.outbox.run(stop), *(c.run(stop) for c in self.connectors))
+        finally:
+            halt.set()
+            self.dispatcher.wake()
+            await asyncio.to_thread(dispatching.join, 10)

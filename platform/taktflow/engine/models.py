@@ -60,6 +60,15 @@ INBOX_DELIVERED = "delivered"
 INBOX_EXPIRED = "expired"
 INBOX_FAILED = "failed"
 
+#: Inbox kind of an event that starts a process (its name is the process id).
+EVENT_START = "start"
+
+# Outbox statuses: pending (committed with its step, not yet sent), sent, failed (gave up after
+# its attempts: a dead letter an engineer can replay).
+OUTBOX_PENDING = "pending"
+OUTBOX_SENT = "sent"
+OUTBOX_FAILED = "failed"
+
 
 class ProcessVersion(Base):
     """One deployed version of one process. The spec is stored once here, never per instance."""
@@ -231,6 +240,49 @@ class InboxMessage(Base):
     started: Mapped[str] = mapped_column(Text, default="[]")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    #: After a failed attempt: not before then (later rows of the same source wait too).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutboxMessage(Base):
+    """Something a workflow step asked to send to a machine (MQTT publish, Modbus write).
+
+    Written in the step's own transaction, so a step that rolls back sends nothing and a step
+    that commits is sent even if the process crashes right after; the connector runtime sends
+    the rows of each target in order.
+    """
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (Index("ix_outbox_message_status_target", "status", "target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    #: The action that wrote it: mqtt.publish or modbus.write.
+    kind: Mapped[str] = mapped_column(String(40))
+    #: Who sends it: the connector (modbus.write) or the broker URL (mqtt.publish).
+    target: Mapped[str] = mapped_column(String(200))
+    #: JSON: {topic, payload, qos, retain} or {connector, point, value}.
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    instance_id: Mapped[int | None] = mapped_column(Integer)
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class MachineContext(Base):
+    """What a machine is working on (work order, operation, ...), kept by workflows through
+    the machine.set_context action and offered to connector rules as `machine`."""
+
+    __tablename__ = "machine_context"
+
+    machine: Mapped[str] = mapped_column(String(200), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class AuditEvent(Base):

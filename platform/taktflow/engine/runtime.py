@@ -47,7 +47,7 @@ from SpiffWorkflow.spiff.specs.event_definitions import (
     MessageEventDefinition,
     SignalEventDefinition,
 )
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -60,6 +60,7 @@ from taktflow.engine.cache import LRU, WorkflowCache
 from taktflow.engine.clock import Clock, SystemClock, using_clock
 from taktflow.engine.definitions import Compiler
 from taktflow.engine.deployment import DeploymentMixin
+from taktflow.engine.outbox import OutboxMixin
 from taktflow.engine.sandbox import Limits
 from taktflow.engine.scripting import (
     StepContext,
@@ -77,6 +78,11 @@ log = logging.getLogger(__name__)
 MAX_STEP_ROUNDS = 1000
 #: Attempts before an inbox row that keeps failing for reasons other than conflicts is failed.
 MAX_DISPATCH_ATTEMPTS = 5
+#: Wait before the first retry of a failed row; it doubles with each attempt, up to the cap.
+RETRY_FIRST_DELAY = timedelta(seconds=1)
+RETRY_MAX_DELAY = timedelta(minutes=5)
+#: The longest pause of a worker whose passes keep failing.
+WORKER_MAX_PAUSE_S = 60.0
 #: Buffered messages handed over in one step at most (each may create new waits).
 MAX_BUFFERED_CHAIN = 20
 #: SpiffWorkflow's task iterators silently stop at this tree depth (TaskIterator max_depth):
@@ -227,7 +233,7 @@ class DeliveryResult:
         }
 
 
-class WorkflowEngine(DeploymentMixin):
+class WorkflowEngine(DeploymentMixin, OutboxMixin):
     """Deploys definitions and runs persisted workflow instances."""
 
     def __init__(
@@ -1040,18 +1046,23 @@ class WorkflowEngine(DeploymentMixin):
         connector: str,
         state: Mapping[str, Any],
         events: Iterable[Mapping[str, Any]],
+        *,
+        deliver: bool = True,
     ) -> list[int | None]:
         """Store a connector's new state and the message events it produced, together.
 
         `state` maps keys (e.g. "point:part_counter", "rule:produced") to JSON values; each
-        event is {name, correlation, variables, idempotency_key}. One transaction holds both,
-        so a crash leaves either the old state and no events, or the new state and all of
-        them; a repeated key is a duplicate and stored once. Delivery follows the commit.
-        Returns the inbox id of each event (None for a duplicate).
+        event is {name, correlation, variables, idempotency_key} and optionally kind "start"
+        (name is then the process to start, with the variables as its data). One transaction
+        holds both, so a crash leaves either the old state and no events, or the new state and
+        all of them; a repeated key is a duplicate and stored once. Delivery follows the commit
+        (with `deliver`; otherwise the caller's dispatcher or the worker delivers). Returns
+        the inbox id of each event (None for a duplicate).
         """
         rows = [
-            self._event_values(m.WAIT_MESSAGE, e["name"], e.get("correlation"),
-                               e.get("variables"), e["idempotency_key"], f"connector:{connector}")
+            self._event_values(m.EVENT_START if e.get("kind") == "start" else m.WAIT_MESSAGE,
+                               e["name"], e.get("correlation"), e.get("variables"),
+                               e["idempotency_key"], f"connector:{connector}")
             for e in events
         ]  # fmt: skip
         with self._unit() as unit:
@@ -1066,7 +1077,8 @@ class WorkflowEngine(DeploymentMixin):
                     row.value, row.updated_at = text, unit.now
             s.flush()
             ids = [self._insert_inbox(unit, **values) for values in rows]
-            unit.routed.extend(i for i in ids if i is not None)
+            if deliver:
+                unit.routed.extend(i for i in ids if i is not None)
         return ids
 
     def connector_overview(self, connector: str) -> dict[str, Any]:
@@ -1259,28 +1271,82 @@ class WorkflowEngine(DeploymentMixin):
             )
 
     def dispatch(self, message_ids: Iterable[int] | None = None, limit: int = 200) -> int:
-        """Deliver pending inbox rows (the given ones, or the oldest pending). Returns count."""
-        if message_ids is None:
-            with self.bind.connect() as conn:
-                message_ids = list(
-                    conn.execute(
-                        select(m.InboxMessage.id)
-                        .where(m.InboxMessage.status == m.INBOX_PENDING)
-                        .order_by(m.InboxMessage.id)
-                        .limit(limit)
-                    ).scalars()
-                )
+        """Deliver pending inbox rows (the given ones, or the oldest due). Returns the count.
+
+        Events of one source (a connector) are delivered in the order they were stored: a row
+        that failed holds back the later rows of its source until its retry succeeds or it is
+        dead-lettered, and a row another dispatcher is busy with holds them for this pass.
+        """
+        with self.bind.connect() as conn:
+            now = self.clock.now()
+            if message_ids is None:
+                rows = self._due_rows(conn, now, limit)
+            else:
+                rows = self._rows_in_turn(conn, list(message_ids))
         done = 0
-        for message_id in message_ids:
+        held: set[str] = set()
+        for message_id, source in rows:
+            if source is not None and source in held:
+                continue
             try:
                 if self._dispatch_one(message_id) is not None:
                     done += 1
+                    continue
             except Conflict:
                 log.info("message %s met a concurrent change; it stays pending", message_id)
             except Exception as exc:  # noqa: BLE001 - keep the dispatcher alive, record it
                 log.exception("dispatching message %s failed", message_id)
                 self._dispatch_failed(message_id, exc)
+            if source is not None:
+                held.add(source)
         return done
+
+    @staticmethod
+    def _due_rows(conn: Connection, now: datetime, limit: int) -> list[tuple[int, str | None]]:
+        """The oldest pending rows that may be dispatched now, in order: not waiting for a
+        retry, and not behind a row of the same source that is."""
+        inbox = m.InboxMessage
+        waiting = (
+            select(inbox.source)
+            .where(inbox.status == m.INBOX_PENDING, inbox.next_attempt_at > now,
+                   inbox.source.is_not(None))
+            .distinct()
+        )  # fmt: skip
+        query = (
+            select(inbox.id, inbox.source)
+            .where(
+                inbox.status == m.INBOX_PENDING,
+                or_(inbox.next_attempt_at.is_(None), inbox.next_attempt_at <= now),
+                or_(inbox.source.is_(None), inbox.source.not_in(waiting)),
+            )
+            .order_by(inbox.id)
+            .limit(limit)
+        )
+        return [(row.id, row.source) for row in conn.execute(query)]
+
+    @staticmethod
+    def _rows_in_turn(conn: Connection, ids: list[int]) -> list[tuple[int, str | None]]:
+        """The given rows, minus those an older pending row of their source must precede
+        (that row waits for a retry; the worker delivers them after it, in order)."""
+        if not ids:
+            return []
+        inbox = m.InboxMessage
+        rows = conn.execute(
+            select(inbox.id, inbox.source).where(inbox.id.in_(ids)).order_by(inbox.id)
+        ).all()
+        sources = {row.source for row in rows if row.source is not None}
+        first: dict[str, int] = {}
+        if sources:
+            first = dict(
+                conn.execute(
+                    select(inbox.source, func.min(inbox.id))
+                    .where(inbox.status == m.INBOX_PENDING, inbox.source.in_(sources))
+                    .group_by(inbox.source)
+                ).all()
+            )
+        ahead = {src for src in sources if first.get(src, 0) < min(
+            row.id for row in rows if row.source == src)}  # fmt: skip
+        return [(row.id, row.source) for row in rows if row.source not in ahead]
 
     def _dispatch_failed(self, message_id: int, exc: Exception) -> None:
         with self._unit() as unit:
@@ -1292,6 +1358,47 @@ class WorkflowEngine(DeploymentMixin):
             if row.attempts >= MAX_DISPATCH_ATTEMPTS:
                 row.status = m.INBOX_FAILED
                 row.processed_at = unit.now
+                row.next_attempt_at = None
+                log.error("message %s (%s %r) is dead-lettered after %s attempts: %s",
+                          row.id, row.kind, row.name, row.attempts, row.error)  # fmt: skip
+            else:
+                row.next_attempt_at = unit.now + retry_delay(row.attempts)
+
+    def replay_message(self, message_id: int, *, actor: str | None = None) -> DeliveryResult:
+        """Give a dead-lettered message another round of attempts (after its cause was fixed:
+        a process deployed, a workflow corrected). It is delivered by the next dispatch."""
+        with self._unit() as unit:
+            row = unit.session.get(m.InboxMessage, message_id)
+            if row is None:
+                raise NotFound(f"message {message_id} does not exist")
+            if row.status != m.INBOX_FAILED:
+                raise Conflict(
+                    f"message {message_id} is {row.status}: only failed messages are replayed"
+                )
+            previous = row.error
+            row.status, row.attempts, row.error = m.INBOX_PENDING, 0, None
+            row.next_attempt_at, row.processed_at = None, None
+            self._audit(unit, "message_replayed", None, actor,
+                        details={"message_id": message_id, "name": row.name,
+                                 "source": row.source, "previous_error": previous})  # fmt: skip
+        self.dispatch([message_id])
+        return self.delivery(message_id)
+
+    def dead_letters(self, source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Failed inbox rows, newest first, with their error (optionally of one source)."""
+        inbox = m.InboxMessage
+        query = select(inbox).where(inbox.status == m.INBOX_FAILED)
+        if source is not None:
+            query = query.where(inbox.source == source)
+        with self._reading() as s:
+            return [
+                {"id": r.id, "kind": r.kind, "name": r.name, "source": r.source,
+                 "correlation": json.loads(r.correlation), "payload": json.loads(r.payload),
+                 "attempts": r.attempts, "error": r.error,
+                 "received_at": r.received_at.isoformat(),
+                 "failed_at": r.processed_at.isoformat() if r.processed_at else None}
+                for r in s.scalars(query.order_by(inbox.id.desc()).limit(limit))
+            ]  # fmt: skip
 
     def _dispatch_one(self, message_id: int) -> DeliveryResult | None:
         with self._unit() as unit:
@@ -1319,6 +1426,8 @@ class WorkflowEngine(DeploymentMixin):
         )
 
     def _deliver_row(self, unit: _Unit, message: q.InboxRow) -> tuple[list[int], list[int]]:
+        if message.kind == m.EVENT_START:
+            return [], [self._start_from_event(unit, message).id]
         given = json.loads(message.correlation)
         candidates: list[int] = []
         for instance_id, corr in unit.hot.waiting_for(unit.cur, message.kind, message.name):
@@ -1348,6 +1457,31 @@ class WorkflowEngine(DeploymentMixin):
                 )
                 started.append(row.id)
         return delivered, started
+
+    def _start_from_event(self, unit: _Unit, message: q.InboxRow) -> InstanceRow:
+        """Start the latest version of the process the event names, with its data. The inbox
+        row's idempotency key makes a repeated event start nothing more."""
+        latest = unit.hot.latest_version(unit.cur, message.name)
+        if latest is None:
+            self._version(unit.session, message.name, None)  # raises NotFound with hints
+        version_id, number, called = latest
+        self._version_numbers[version_id] = number
+        data = json.loads(message.payload)
+        return self._create_instance(
+            unit, message.name, version_id, json.loads(called), data, message.source
+        )
+
+    def start_event(
+        self,
+        process_id: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        source: str | None = None,
+    ) -> DeliveryResult:
+        """Start a process from an outside event, exactly once per idempotency key (stored in
+        the inbox like a message: a repeated key starts nothing; a failure is retried)."""
+        return self._send_event(m.EVENT_START, process_id, None, data, idempotency_key, source)
 
     def _send(
         self,
@@ -1513,13 +1647,22 @@ class WorkflowEngine(DeploymentMixin):
         }
 
     def run_worker(self, interval: float = 1.0, stop: threading.Event | None = None) -> None:
-        """Loop worker passes until `stop` is set; errors are logged, never fatal."""
+        """Loop worker passes until `stop` is set; errors are logged, never fatal.
+
+        While passes keep failing (the database is away), the worker backs off as a whole,
+        doubling its pause up to a minute, rather than hammering it or skipping ahead.
+        """
         stop = stop or self._stop
+        pause = interval
         while not stop.is_set():
             try:
                 self.worker_pass()
+                pause = interval
             except Exception:  # noqa: BLE001 - a worker must survive a bad pass
-                log.exception("worker pass failed")
+                log.exception("worker pass failed; next attempt in %.0f s", pause)
+                stop.wait(pause)
+                pause = min(pause * 2, WORKER_MAX_PAUSE_S)
+                continue
             stop.wait(interval)
 
     # ------------------------------------------------------------------ audit
@@ -1549,6 +1692,11 @@ class WorkflowEngine(DeploymentMixin):
 
 
 # ---------------------------------------------------------------------- helpers
+def retry_delay(attempts: int) -> timedelta:
+    """How long a row that failed `attempts` times waits before its next attempt."""
+    return min(RETRY_FIRST_DELAY * 2 ** max(attempts - 1, 0), RETRY_MAX_DELAY)
+
+
 def _is_serialization_failure(exc: OperationalError) -> bool:
     """PostgreSQL refused a write that raced another transaction (treat as a conflict)."""
     code = getattr(exc.orig, "sqlstate", None)

@@ -359,7 +359,29 @@ def connectors(user: Principal) -> str:
     from taktflow.connectors import overview
 
     view = overview(current_app.config["TAKTFLOW"].connectors_path, _engine())
-    return render_template("connectors.html", **view)
+    return render_template("connectors.html", can_replay=allowed(user, "connector.replay"), **view)
+
+
+@web_bp.post("/connectors/messages/<int:message_id>/replay")
+@page("connector.replay")
+def replay_message(user: Principal, message_id: int) -> Any:
+    try:
+        result = _engine().replay_message(message_id, actor=user.username)
+        flash(f"Message {message_id} replayed: {result.status}.", "success")
+    except TaktflowError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("web.connectors"))
+
+
+@web_bp.post("/connectors/outbox/<int:outbox_id>/replay")
+@page("connector.replay")
+def replay_outbox(user: Principal, outbox_id: int) -> Any:
+    try:
+        _engine().replay_outbox(outbox_id, actor=user.username)
+        flash(f"Outbox message {outbox_id} will be sent again.", "success")
+    except TaktflowError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("web.connectors"))
 
 
 @web_bp.get("/forms")

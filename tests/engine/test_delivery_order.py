@@ -1,0 +1,123 @@
+"""Events of one source are delivered in order; a failing one is retried with back-off, then
+dead-lettered with its error and replayable; a start event starts its process once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from taktflow.engine.clock import ManualClock
+from taktflow.engine.runtime import MAX_DISPATCH_ATTEMPTS, WorkflowEngine, retry_delay
+from taktflow.errors import Conflict
+
+COUNTER = """\
+process: counter_log
+steps:
+  - repeat: Count parts
+    until: "len(seen) >= 99"
+    steps:
+      - wait: Parts
+        message: parts_produced
+        correlate: [machine_id]
+        into: parts
+      - script: Remember
+        set:
+          seen: "seen + [parts['n']]"
+"""
+
+STARTED = """\
+process: downtime
+steps:
+  - manual: Enter the reason
+"""
+
+
+def parts(n: int, machine: str = "press_1") -> dict:
+    return {"name": "parts_produced", "correlation": {"machine_id": machine},
+            "variables": {"n": n}, "idempotency_key": f"{machine}/parts/{n}"}  # fmt: skip
+
+
+def start(process: str, n: int) -> dict:
+    return {"kind": "start", "name": process, "variables": {"n": n},
+            "idempotency_key": f"press_1/start/{n}"}  # fmt: skip
+
+
+def seen(engine: WorkflowEngine, instance_id: int) -> list[int]:
+    return engine.instance(instance_id)["data"]["seen"]
+
+
+def exhaust_retries(engine: WorkflowEngine, clock: ManualClock) -> None:
+    for attempt in range(1, MAX_DISPATCH_ATTEMPTS):
+        clock.advance(retry_delay(attempt) + timedelta(seconds=1))
+        engine.worker_pass()
+
+
+def test_a_failing_event_holds_back_the_later_events_of_its_source(
+    engine: WorkflowEngine, clock: ManualClock
+) -> None:
+    engine.deploy_text("counter_log.yaml", COUNTER)
+    log = engine.start("counter_log", {"machine_id": "press_1", "seen": []})["instance_id"]
+    other = engine.start("counter_log", {"machine_id": "press_2", "seen": []})["instance_id"]
+
+    # The start names a process that is not deployed: the engine rejects it.
+    engine.record_connector_events("press_1", {}, [parts(1), start("downtime", 2), parts(3)])
+    engine.record_connector_events("press_2", {}, [parts(1, "press_2")])
+
+    assert seen(engine, log) == [1]
+    assert seen(engine, other) == [1], "another source is not held back"
+    engine.worker_pass()
+    assert seen(engine, log) == [1], "3 must not overtake the failing 2"
+
+    exhaust_retries(engine, clock)
+
+    [dead] = engine.dead_letters("connector:press_1")
+    assert dead["name"] == "downtime" and dead["attempts"] == MAX_DISPATCH_ATTEMPTS
+    assert "downtime" in dead["error"] and "not deployed" in dead["error"]
+    engine.worker_pass()
+    assert seen(engine, log) == [1, 3]
+    overview = engine.connector_overview("press_1")
+    assert overview["messages"]["failed"] == 1
+
+
+def test_a_failed_row_waits_for_its_back_off(engine: WorkflowEngine, clock: ManualClock) -> None:
+    engine.record_connector_events("press_1", {}, [start("downtime", 1)])
+    [row] = engine.dead_letters() or [None]
+    assert row is None, "one failure is not yet a dead letter"
+    clock.advance(retry_delay(1) / 2)
+    assert engine.worker_pass()["dispatched"] == 0
+    engine.deploy_text("downtime.yaml", STARTED)
+    assert engine.worker_pass()["dispatched"] == 0, "still waiting for its retry time"
+    clock.advance(retry_delay(1))
+    assert engine.worker_pass()["dispatched"] == 1
+    assert [i["process_id"] for i in engine.instances()] == ["downtime"]
+
+
+def test_a_dead_letter_is_replayed_once_its_cause_is_fixed(
+    engine: WorkflowEngine, clock: ManualClock
+) -> None:
+    [message_id] = engine.record_connector_events("press_1", {}, [start("downtime", 7)])
+    exhaust_retries(engine, clock)
+    assert engine.delivery(message_id).status == "failed"
+
+    engine.deploy_text("downtime.yaml", STARTED)
+    result = engine.replay_message(message_id, actor="eng")
+
+    assert result.status == "delivered" and len(result.started) == 1
+    assert engine.instance(result.started[0])["data"]["n"] == 7
+    assert engine.dead_letters() == []
+    with pytest.raises(Conflict, match="only failed messages"):
+        engine.replay_message(message_id, actor="eng")
+
+
+def test_a_start_event_starts_its_process_once(engine: WorkflowEngine) -> None:
+    engine.deploy_text("downtime.yaml", STARTED)
+    first = engine.start_event("downtime", {"n": 1}, idempotency_key="k-1", source="test")
+    again = engine.start_event("downtime", {"n": 1}, idempotency_key="k-1", source="test")
+    assert len(first.started) == 1 and again.duplicate and again.started == first.started
+    assert len(engine.instances()) == 1
+
+
+def test_retry_delay_doubles_up_to_its_cap() -> None:
+    assert [retry_delay(a).total_seconds() for a in (1, 2, 3)] == [1, 2, 4]
+    assert retry_delay(40) == timedelta(minutes=5)
