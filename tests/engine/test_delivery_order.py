@@ -121,3 +121,16 @@ def test_a_start_event_starts_its_process_once(engine: WorkflowEngine) -> None:
 def test_retry_delay_doubles_up_to_its_cap() -> None:
     assert [retry_delay(a).total_seconds() for a in (1, 2, 3)] == [1, 2, 4]
     assert retry_delay(40) == timedelta(minutes=5)
+
+
+def test_a_loop_takes_every_buffered_message_in_order(engine: WorkflowEngine) -> None:
+    # Parts counted before the operation starts waiting: the loop returns to the same wait
+    # after each one, and must still be handed the next.
+    engine.deploy_text("counter_log.yaml", COUNTER)
+    engine.record_connector_events("press_1", {}, [parts(n) for n in range(1, 6)])
+    assert engine.connector_overview("press_1")["messages"]["buffered"] == 5
+
+    log = engine.start("counter_log", {"machine_id": "press_1", "seen": []})["instance_id"]
+
+    assert seen(engine, log) == [1, 2, 3, 4, 5]
+    assert engine.connector_overview("press_1")["messages"]["buffered"] == 0

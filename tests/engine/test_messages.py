@@ -115,3 +115,30 @@ def test_delivery_killed_after_storing_is_completed_once_by_the_worker(
     assert again.duplicate and again.delivered_to == [instance_id]
     received = [e for e in engine.history(instance_id) if e["kind"] == "message_received"]
     assert len(received) == 1
+
+
+def test_a_message_reaches_every_wait_whose_correlation_it_covers(engine: WorkflowEngine) -> None:
+    engine.deploy_text("by_order.yaml", """\
+process: by_order
+steps:
+  - wait: Wait for the order
+    message: order_event
+    correlate: [order]
+    into: got
+""")  # fmt: skip
+    engine.deploy_text("by_nothing.yaml", """\
+process: by_nothing
+steps:
+  - wait: Any order
+    message: order_event
+    into: got
+""")  # fmt: skip
+    seven = engine.start("by_order", {"order": "7"})["instance_id"]
+    eight = engine.start("by_order", {"order": "8"})["instance_id"]
+    anyone = engine.start("by_nothing", {})["instance_id"]
+
+    # Extra correlation properties do not matter; 7 and "7" are the same order.
+    result = engine.send_message("order_event", correlation={"order": 7, "line": "L1"})
+
+    assert sorted(result.delivered_to) == sorted([seven, anyone])
+    assert engine.instance(eight)["status"] == m.ACTIVE

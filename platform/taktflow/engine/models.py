@@ -205,6 +205,7 @@ class InstanceWait(Base):
     __table_args__ = (
         Index("ix_instance_wait_kind_name", "kind", "name"),
         Index("ix_instance_wait_kind_due_at", "kind", "due_at"),
+        Index("ix_instance_wait_kind_name_key", "kind", "name", "correlation_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -216,6 +217,8 @@ class InstanceWait(Base):
     element_id: Mapped[str | None] = mapped_column(String(200))
     #: Canonical JSON {property: value} that a message must match (messages only).
     correlation: Mapped[str | None] = mapped_column(Text)
+    #: Hash of the flat correlation (store.correlation_key): finds a message's waits by index.
+    correlation_key: Mapped[str | None] = mapped_column(String(40))
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -83,8 +83,12 @@ RETRY_FIRST_DELAY = timedelta(seconds=1)
 RETRY_MAX_DELAY = timedelta(minutes=5)
 #: The longest pause of a worker whose passes keep failing.
 WORKER_MAX_PAUSE_S = 60.0
-#: Buffered messages handed over in one step at most (each may create new waits).
-MAX_BUFFERED_CHAIN = 20
+#: Inbox rows delivered in one transaction by dispatch (one by one again if one fails). Small:
+#: the first event of a batch waits for the whole batch's commit.
+DISPATCH_BATCH = 10
+#: Buffered messages handed over to one instance in one step at most (a loop that counts
+#: parts takes one per round; the rest wait for the next step).
+MAX_BUFFERED_CHAIN = 1000
 #: SpiffWorkflow's task iterators silently stop at this tree depth (TaskIterator max_depth):
 #: deeper tasks would vanish from task lists and completion checks. Stop before that.
 SPIFF_MAX_DEPTH = 1000
@@ -198,8 +202,12 @@ class _Unit:
     routed: list[int] = field(default_factory=list)
     #: message waits added by the last sync, per instance (candidates for buffered messages).
     new_message_waits: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: instances that took a message in this step: a wait they return to (a loop) may have
+    #: buffered messages waiting for it, although the wait itself is not new.
+    consumed: set[int] = field(default_factory=set)
+    #: instances whose buffered messages are being handed over (no nested hand-over).
+    handing_over: set[int] = field(default_factory=set)
     audit: list[dict[str, Any]] = field(default_factory=list)
-    depth: int = 0
 
     @property
     def session(self) -> Session:
@@ -584,12 +592,16 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
         self._sync_waits(unit, loaded, wf if active else None)
         self._route_events(unit, row, wf)
         unit.saved.add(row.id)
-        if active and unit.depth < MAX_BUFFERED_CHAIN and unit.new_message_waits.get(row.id):
-            unit.depth += 1
+        if active and row.id not in unit.handing_over and unit.new_message_waits.get(row.id):
+            unit.handing_over.add(row.id)
             try:
-                self._deliver_buffered(unit, row, wf)
+                # One at a time, each after the step the previous one caused (a loop that
+                # waits again takes the next): iteratively, not by recursion.
+                for _ in range(MAX_BUFFERED_CHAIN):
+                    if row.status != m.ACTIVE or not self._deliver_buffered(unit, row, wf):
+                        break
             finally:
-                unit.depth -= 1
+                unit.handing_over.discard(row.id)
 
     def _sync_tasks(self, unit: _Unit, loaded: _Loaded, wf: BpmnWorkflow | None) -> None:
         row = loaded.row
@@ -648,8 +660,12 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
             for key in gone:
                 del existing[key]
         new_messages = []
+        renewed = row.id in unit.consumed
+        unit.consumed.discard(row.id)
         for key, values in desired.items():
             if key in existing:
+                if renewed and values["kind"] == m.WAIT_MESSAGE:
+                    new_messages.append(values)
                 continue
             wait_id = unit.hot.insert_wait(unit.cur, row.id, values)
             existing[key] = (wait_id, values)
@@ -1285,6 +1301,38 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
                 rows = self._rows_in_turn(conn, list(message_ids))
         done = 0
         held: set[str] = set()
+        for start in range(0, len(rows), DISPATCH_BATCH):
+            batch = rows[start : start + DISPATCH_BATCH]
+            if len(batch) > 1:
+                delivered = self._dispatch_batch(batch, held)
+                if delivered is not None:
+                    done += delivered
+                    continue
+            done += self._dispatch_each(batch, held)
+        return done
+
+    def _dispatch_batch(self, rows: list[tuple[int, str | None]], held: set[str]) -> int | None:
+        """Deliver rows in one transaction (one commit for many machine events); None, with
+        nothing kept, when one of them fails: the caller then takes them one by one."""
+        skipped: set[str] = set()
+        try:
+            with self._unit() as unit:
+                done = 0
+                for message_id, source in rows:
+                    if source is not None and (source in held or source in skipped):
+                        continue
+                    if self._dispatch_row(unit, message_id) is not None:
+                        done += 1
+                    elif source is not None:
+                        skipped.add(source)  # another dispatcher has it: keep its order
+        except Exception:  # noqa: BLE001 - retried row by row, where failures are recorded
+            log.debug("batch delivery failed; delivering one by one", exc_info=True)
+            return None
+        held |= skipped
+        return done
+
+    def _dispatch_each(self, rows: list[tuple[int, str | None]], held: set[str]) -> int:
+        done = 0
         for message_id, source in rows:
             if source is not None and source in held:
                 continue
@@ -1430,7 +1478,8 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
             return [], [self._start_from_event(unit, message).id]
         given = json.loads(message.correlation)
         candidates: list[int] = []
-        for instance_id, corr in unit.hot.waiting_for(unit.cur, message.kind, message.name):
+        waiting = unit.hot.waiting_for(unit.cur, message.kind, message.name, given)
+        for instance_id, corr in waiting:
             wanted = flat_correlation(json.loads(corr)) if corr else {}
             if correlation_matches(wanted, given) and instance_id not in candidates:
                 candidates.append(instance_id)
@@ -1514,6 +1563,7 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
                     "instance %s did not take %s %r: %s", row.id, message.kind, message.name, exc
                 )
                 return False
+        unit.consumed.add(row.id)
         self._audit(
             unit,
             f"{message.kind}_received",
@@ -1531,11 +1581,14 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
             self._persist(unit, row, wf)
         return True
 
-    def _deliver_buffered(self, unit: _Unit, row: InstanceRow, wf: BpmnWorkflow) -> None:
-        """New message waits appeared: hand over the oldest unexpired buffered message that
-        matches one of them (a buffered message always predates every older wait)."""
-        waits = unit.new_message_waits.get(row.id) or []
+    def _deliver_buffered(self, unit: _Unit, row: InstanceRow, wf: BpmnWorkflow) -> bool:
+        """New (or renewed) message waits: hand over the oldest unexpired buffered message
+        that matches one of them (a buffered message always predates every older wait).
+        True if one was handed over."""
+        waits = unit.new_message_waits.pop(row.id, None) or []
         names = sorted({w["name"] for w in waits})
+        if not names:
+            return False
         for message_id, name, correlation in unit.hot.buffered_for(unit.cur, names, unit.now):
             given = json.loads(correlation)
             for w in waits:
@@ -1547,9 +1600,10 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
                 if not unit.hot.claim_buffered(unit.cur, message_id, handed, unit.now):
                     continue  # another unit took it meanwhile
                 if self._send(unit, row, wf, message, message.source):
-                    return
+                    return True
                 # SpiffWorkflow refused it after all: leave it buffered for another wait.
                 unit.hot.unclaim_buffered(unit.cur, message_id, message.delivered_to)
+        return False
 
     # ------------------------------------------------------------------ timers and worker
     def fire_due_timers(self, limit: int = 200) -> int:

@@ -14,6 +14,8 @@ so that rows written here and rows read through SQLAlchemy's UTCDateTime agree.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -298,10 +300,14 @@ class HotPath:
         ]
 
     def insert_wait(self, cur: Any, instance_id: int, w: Mapping[str, Any]) -> int:
+        key = None
+        if w["kind"] == m.WAIT_MESSAGE:
+            wanted = json.loads(w["correlation"]) if w["correlation"] else {}
+            key = correlation_key(flat_correlation(wanted))
         cur.execute(
             self._q(
                 "INSERT INTO instance_wait (instance_id, kind, name, element_id, correlation, "
-                "due_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
+                "correlation_key, due_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"
             ),
             (
                 instance_id,
@@ -309,6 +315,7 @@ class HotPath:
                 w["name"],
                 w["element_id"],
                 w["correlation"],
+                key,
                 self.ts(w["due_at"]),
             ),
         )
@@ -320,16 +327,31 @@ class HotPath:
             tuple(wait_ids),
         )
 
-    def waiting_for(self, cur: Any, kind: str, name: str) -> list[tuple[int, str | None]]:
-        """(instance id, correlation) of active instances waiting for this message/signal."""
-        cur.execute(
-            self._q(
-                "SELECT w.instance_id, w.correlation FROM instance_wait w "
-                "JOIN process_instance i ON i.id = w.instance_id "
-                "WHERE w.kind = ? AND w.name = ? AND i.status = ? ORDER BY w.instance_id"
-            ),
-            (kind, name, m.ACTIVE),
+    def waiting_for(
+        self, cur: Any, kind: str, name: str, given: Mapping[str, Any] | None = None
+    ) -> list[tuple[int, str | None]]:
+        """(instance id, correlation) of active instances that may take this message/signal.
+
+        For a message with correlation values `given`, only waits whose correlation is a
+        subset of them are read, through the index on correlation_key (a message carries few
+        correlation properties, so few subsets). The caller still compares the values.
+        """
+        sql = (
+            "SELECT w.instance_id, w.correlation FROM instance_wait w "
+            "JOIN process_instance i ON i.id = w.instance_id "
+            "WHERE w.kind = ? AND w.name = ? AND i.status = ?"
         )
+        params: list[Any] = [kind, name, m.ACTIVE]
+        if kind == m.WAIT_MESSAGE and given is not None and len(given) <= MAX_KEYED_PROPERTIES:
+            items = sorted(given.items())
+            keys = [
+                correlation_key(dict(subset))
+                for size in range(len(items) + 1)
+                for subset in itertools.combinations(items, size)
+            ]
+            sql += f" AND w.correlation_key IN ({self._in(keys)})"
+            params.extend(keys)
+        cur.execute(self._q(sql + " ORDER BY w.instance_id"), tuple(params))
         return cur.fetchall()
 
     # -- inbox
@@ -506,6 +528,23 @@ def audit_dict(a: Any) -> dict[str, Any]:
         "element_id": a.element_id,
         "details": json.loads(a.details),
     }
+
+
+#: Messages with more correlation properties than this look at every wait of their name.
+MAX_KEYED_PROPERTIES = 5
+
+
+def correlation_key(flat: Mapping[str, Any]) -> str:
+    """An index key for a flat correlation: a hash of its properties with their values as text
+    (correlation values compare by text: "7" from a URL matches 7 from a form)."""
+    text = json.dumps({k: _correlation_text(v) for k, v in flat.items()}, sort_keys=True)
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _correlation_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def flat_correlation(structured: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
