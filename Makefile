@@ -31,15 +31,22 @@ db: $(STAMP)
 	$(BIN)/taktflow db upgrade
 
 ## make run: install, prepare the database, deploy the workflows and serve on http://127.0.0.1:5000
-## with the simulated press (taktflow simulate) and the connectors (taktflow connectors run)
+## with the simulated factory (taktflow simulate) and the connectors (taktflow connectors run)
 # A local trial needs no secret key; production sets TAKTFLOW_ENV and TAKTFLOW_SECRET_KEY.
 run: export TAKTFLOW_ENV := $(or $(TAKTFLOW_ENV),development)
+# Without TAKTFLOW_MQTT_URL the demo needs no broker installed: `connectors run --embedded-broker`
+# serves one (amqtt) at EMBEDDED_MQTT_URL, which every command below then uses. Not 1883, so a
+# Mosquitto of the machine is left alone. (= taktflow.config.EMBEDDED_MQTT_URL; a test compares.)
+EMBEDDED_MQTT_URL := mqtt://127.0.0.1:1884
+EMBEDDED_BROKER := $(if $(TAKTFLOW_MQTT_URL),,--embedded-broker)
+run: export TAKTFLOW_MQTT_URL := $(or $(TAKTFLOW_MQTT_URL),$(EMBEDDED_MQTT_URL))
 run: db $(NODE_STAMP)
 	$(BIN)/taktflow deploy forms/ workflows/
 	$(BIN)/taktflow user seed seed_data/users.yaml
-	@# The simulated press and the connector runtime run beside the server and stop with it.
+	@# The connector runtime (with the broker) and the simulated machines run beside the server
+	@# and stop with it.
+	$(BIN)/taktflow connectors run $(EMBEDDED_BROKER) & conn=$$!; \
 	$(BIN)/taktflow simulate & sim=$$!; \
-	$(BIN)/taktflow connectors run & conn=$$!; \
 	trap 'kill $$sim $$conn 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/taktflow serve --host $(HOST) --port $(PORT)
 

@@ -239,3 +239,13 @@ def test_development_and_testing_work_without_a_key(env: str) -> None:
 def test_a_configured_key_is_kept_in_development() -> None:
     config = Config.from_env({"TAKTFLOW_ENV": "development", "TAKTFLOW_SECRET_KEY": "mine"})
     assert config.secret_key == "mine"
+
+
+def test_the_mqtt_url_defaults_to_a_local_broker_and_is_checked() -> None:
+    assert Config.from_env({}).mqtt_url == "mqtt://127.0.0.1:1883"
+    assert Config.from_env({"TAKTFLOW_MQTT_URL": ""}).mqtt_url == "mqtt://127.0.0.1:1883"
+    url = "mqtts://broker.plant:8883"
+    assert Config.from_env({"TAKTFLOW_MQTT_URL": url}).mqtt_url == url
+    for bad in ("tcp://broker:1883", "mqtt://", "mqtt://broker:port", "broker.plant"):
+        with pytest.raises(ConfigError, match=r"TAKTFLOW_MQTT_URL=.*expected mqtt://host:port"):
+            Config.from_env({"TAKTFLOW_MQTT_URL": bad})

@@ -177,6 +177,9 @@ def _service_logging() -> None:
     """Log lines for long-running commands; the health check's schema look-up stays quiet."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # SpiffWorkflow logs every task state change at INFO: thousands of lines per second of
+    # work, and a measurable share of a busy server's or connector runtime's time.
+    logging.getLogger("spiff").setLevel(logging.WARNING)
 
 
 def _debug_traceback() -> None:
@@ -419,12 +422,13 @@ def lint(config: Any, paths: tuple[str, ...], strict: bool, *, as_json: bool) ->
     "--duration", type=click.FloatRange(min=0), help="Stop after SECONDS (default: Ctrl+C)."
 )
 def simulate(config: Any, path: str, duration: float | None, *, as_json: bool) -> None:
-    """Serve simulated machines as Modbus TCP PLCs, at the address of their connector files."""
+    """Serve simulated presses as Modbus TCP PLCs and run simulated test stations that publish
+    over MQTT, at the addresses of their connector files (default broker: TAKTFLOW_MQTT_URL)."""
     import asyncio
 
     from taktflow.connectors.simulator import load_simulation, run_simulation
 
-    settings = load_simulation(path, config.connectors_path)
+    settings = load_simulation(path, config.connectors_path, config.mqtt_url)
     try:
         asyncio.run(run_simulation(settings, duration, click.echo))
     except KeyboardInterrupt:
@@ -991,14 +995,14 @@ def serve(engine: Any, host: str, port: int, threads: int, *, as_json: bool) -> 
 
 @cli.group()
 def connectors() -> None:
-    """Machine connectors (connectors/*.yaml): Modbus TCP now, MQTT to come."""
+    """Machine connectors (connectors/*.yaml): Modbus TCP and MQTT (JSON, text, Sparkplug B)."""
 
 
 def _connector_files(config: Any) -> list[Any]:
     """The connectors folder's files; a broken one stops the command with its line."""
     from taktflow.connectors.definition import read_folder
 
-    found, problems = read_folder(config.connectors_path)
+    found, problems = read_folder(config.connectors_path, mqtt_url=config.mqtt_url)
     if problems:
         raise DefinitionError(problems)
     return found
@@ -1006,7 +1010,15 @@ def _connector_files(config: Any) -> list[Any]:
 
 @command(connectors, "run")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: Ctrl+C).")
-def connectors_run(engine: Any, duration: float | None, *, as_json: bool) -> None:
+@click.option(
+    "--embedded-broker",
+    is_flag=True,
+    help="Serve the MQTT broker of TAKTFLOW_MQTT_URL (on this machine) inside this process "
+    "(amqtt, MQTT 3.1.1): the demo's broker when no other is installed.",
+)
+def connectors_run(
+    engine: Any, duration: float | None, embedded_broker: bool, *, as_json: bool
+) -> None:
     """Run every enabled connector of the connectors folder: poll, apply rules, deliver."""
     import asyncio
 
@@ -1014,13 +1026,24 @@ def connectors_run(engine: Any, duration: float | None, *, as_json: bool) -> Non
 
     from taktflow.connectors.runtime import ConnectorRuntime
 
-    runtime = ConnectorRuntime(_connector_files(current_app.config["TAKTFLOW"]), engine)
+    config = current_app.config["TAKTFLOW"]
+    definitions = _connector_files(config)
+    broker = None
+    if embedded_broker:
+        from taktflow.connectors.broker import EmbeddedBroker
+
+        broker = EmbeddedBroker(config.mqtt_url)
+        definitions = broker.adapt(definitions)
+    runtime = ConnectorRuntime(definitions, engine, mqtt_url=config.mqtt_url,
+                               mqtt_protocol="3.1.1" if embedded_broker else "5")  # fmt: skip
     _service_logging()
+    # Full collections of the start-up objects stall delivery by tens of milliseconds.
+    tune_for_service()
     for c in runtime.connectors:
         d = c.definition
         if d.mqtt is not None:
             count = len(d.subscriptions)
-            click.echo(f"{d.id}: MQTT {d.mqtt.url}, {count} subscription"
+            click.echo(f"{d.id}: MQTT {d.mqtt.protocol} {d.mqtt.url}, {count} subscription"
                        f"{'' if count == 1 else 's'}", err=True)  # fmt: skip
         elif d.modbus is not None:
             link = d.modbus
@@ -1033,7 +1056,14 @@ def connectors_run(engine: Any, duration: float | None, *, as_json: bool) -> Non
         stop = asyncio.Event()
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, stop.set)
-        await runtime.run(stop)
+        if broker is not None:
+            await broker.start()
+            click.echo(f"embedded MQTT broker on {broker.url} (amqtt, MQTT 3.1.1)", err=True)
+        try:
+            await runtime.run(stop)
+        finally:
+            if broker is not None:
+                await broker.stop()
 
     try:
         asyncio.run(main())
@@ -1046,7 +1076,8 @@ def connectors_run(engine: Any, duration: float | None, *, as_json: bool) -> Non
 
 @command(connectors, "status")
 def connectors_status(engine: Any, *, as_json: bool) -> None:
-    """Each connector file with the point values its runtime last stored."""
+    """Each connector file with the point values its runtime last stored and its messages in
+    the inbox by status (an MQTT connector has no points: its messages show it working)."""
     from flask import current_app
 
     rows = []
@@ -1058,11 +1089,20 @@ def connectors_status(engine: Any, *, as_json: bool) -> None:
                 "enabled": definition.enabled,
                 "points": {k.removeprefix("point:"): v for k, v in stored.items()
                            if k.startswith("point:")},
+                "messages": engine.connector_overview(definition.id)["messages"],
             }
         )  # fmt: skip
-    _emit(rows, as_json, lambda rs: "\n".join(
-        f"{r['connector']:20} {r['type']:7} " + (", ".join(f"{k}={v}" for k, v in
-        r["points"].items()) or "no values yet") for r in rs) or "no connectors")  # fmt: skip
+
+    def line(r: dict) -> str:
+        values = ", ".join(f"{k}={v}" for k, v in r["points"].items())
+        if not values and r["type"] != "mqtt":
+            values = "no values yet"
+        counts = ", ".join(f"{n} {status}" for status, n in r["messages"].items() if n)
+        return f"{r['connector']:20} {r['type']:7} " + " | ".join(
+            part for part in (values, f"messages: {counts or 'none yet'}") if part
+        )
+
+    _emit(rows, as_json, lambda rs: "\n".join(map(line, rs)) or "no connectors")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -79,6 +80,29 @@ def _roles(name: str, raw: str) -> str:
 #: Roles every installation has; a site may add its own with TAKTFLOW_ROLES.
 DEFAULT_ROLES = "operator,planner,quality,supervisor,manager,director,engineer,admin"
 
+#: The site's MQTT broker when TAKTFLOW_MQTT_URL is not set (a local Mosquitto).
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+#: Where `make run` serves its embedded broker when TAKTFLOW_MQTT_URL is not set: not 1883, so
+#: it never clashes with a Mosquitto of the machine (the Makefile repeats it; a test compares).
+EMBEDDED_MQTT_PORT = 1884
+EMBEDDED_MQTT_URL = f"mqtt://127.0.0.1:{EMBEDDED_MQTT_PORT}"
+
+
+def _mqtt_url(name: str, raw: str) -> str:
+    if not raw.strip():
+        return DEFAULT_MQTT_URL  # set but empty means the default, as for the database URL
+    parts = urlsplit(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or port == -1:
+        raise ConfigError(
+            f"{PREFIX}{name}={raw!r}: expected mqtt://host:port (mqtts:// for TLS), "
+            f"e.g. {DEFAULT_MQTT_URL}"
+        )
+    return raw
+
 
 @dataclass
 class Config:
@@ -110,6 +134,8 @@ class Config:
     forms_path: str = "forms"
     #: Folder of connector files (connectors/<id>.yaml): linted with the workflows.
     connectors_path: str = "connectors"
+    #: The MQTT broker of connector files that name no `mqtt.url`, and of `taktflow simulate`.
+    mqtt_url: str = DEFAULT_MQTT_URL
     #: Comma-separated role names. A workflow lane is a role: lanes holding user tasks must
     #: name one of these.
     roles: str = DEFAULT_ROLES
@@ -228,5 +254,6 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "action_modules": _text,
     "forms_path": _text,
     "connectors_path": _text,
+    "mqtt_url": _mqtt_url,
     "roles": _roles,
 }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -91,10 +90,6 @@ class Mosquitto:
         self.folder = folder
         self.data = folder / "data"
         self.data.mkdir(exist_ok=True)
-        if os.geteuid() == 0:
-            # Started as root, mosquitto drops to its own user and silently stores nothing in
-            # a folder it cannot write.
-            shutil.chown(self.data, user="mosquitto")
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -107,6 +102,11 @@ class Mosquitto:
             conf.write_text(
                 f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
                 f"persistence_location {self.data}/\n"
+                # Started as root, mosquitto drops to its own user, which cannot even reach a
+                # test's private temporary folder, and then silently persists nothing: a
+                # restart would lose every queued message.
+                + ("user root\n" if os.geteuid() == 0 else "")
+                +
                 # The default of 1000 silently drops QoS 1 messages for an offline session.
                 "max_queued_messages 1000000\n"
             )

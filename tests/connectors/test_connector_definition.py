@@ -99,6 +99,24 @@ def test_an_mqtt_connector_reads_into_its_parts() -> None:
         ("plant/+/result", 1, "json"), ("spBv1.0/line1/#", 0, "sparkplug"),
     ]  # fmt: skip
     assert made.rules[0].emit.message_id == "payload.run_id"
+    assert link.protocol == "5"
+
+
+@pytest.mark.parametrize("written", ["5", '"5"', "3.1.1", '"3.1.1"'])
+def test_an_mqtt_connector_speaks_the_protocol_it_names(written: str) -> None:
+    text = MQTT.replace("  username_env", f"  protocol: {written}\n  username_env")
+    assert parse_connector(text, "station.yaml").mqtt.protocol == written.strip('"')
+
+
+def test_an_mqtt_connector_without_url_uses_the_configured_broker() -> None:
+    text = MQTT.replace("  url: mqtts://broker.plant:8883\n", "")
+    assert parse_connector(text, "s.yaml").mqtt.url == "mqtt://127.0.0.1:1883"
+    link = parse_connector(text, "s.yaml", mqtt_url="mqtts://hub.plant:8884").mqtt
+    assert (link.url, link.host, link.port, link.tls) == (
+        "mqtts://hub.plant:8884", "hub.plant", 8884, True,
+    )  # fmt: skip
+    # A url in the file goes first.
+    assert parse_connector(MQTT, "s.yaml", mqtt_url="mqtt://other:1").mqtt.host == "broker.plant"
 
 
 BROKEN = [
@@ -136,6 +154,12 @@ BROKEN = [
     ("bad format", MQTT.replace("format: sparkplug", "format: xml"), 8, 40, "format must be"),
     ("points on mqtt", MQTT + "points: {a: {table: coil, address: 1}}\n", 16, 1,
      "has subscriptions, not points"),
+    ("unknown protocol", MQTT.replace("  username_env", "  protocol: 4\n  username_env"), 5, 13,
+     'protocol must be "5" or "3.1.1", not 4'),
+    ("protocol 3.1 (a number)", MQTT.replace("  username_env", "  protocol: 3.1\n  username_env"),
+     5, 13, 'protocol must be "5" or "3.1.1", not 3.1'),
+    ("session expiry on 3.1.1", MQTT.replace("  username_env", "  protocol: 3.1.1\n"
+     "  session_expiry_s: 60\n  username_env"), 6, 3, "session_expiry_s is MQTT 5 only"),
 ]  # fmt: skip
 
 

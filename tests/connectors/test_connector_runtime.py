@@ -116,8 +116,10 @@ def test_the_connectors_commands_run_and_show_status(plc: Any, db_url: str, tmp_
     assert status["polls"] >= 2 and status["last_values"] == {"parts": 42}
     assert f"press_t: Modbus TCP 127.0.0.1:{plc.port} device 1, every 50 ms" in ran.stderr
     shown = json.loads(run("connectors", "status", "--json").stdout)
+    messages = shown[0].pop("messages")
     assert shown == [{"connector": "press_t", "type": "modbus", "enabled": True,
                       "points": {"parts": 42}}]  # fmt: skip
+    assert set(messages) >= {"pending", "buffered", "delivered", "expired", "failed"}
 
 
 def test_the_connectors_api_and_page_show_stored_values_and_problems(

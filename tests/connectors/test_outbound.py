@@ -4,6 +4,7 @@ machine.set_context feeds `machine` in rules; rules with `start:` start a proces
 
 from __future__ import annotations
 
+import re
 import struct
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from taktflow.engine.actions import ActionRegistry, builtin_actions
 from taktflow.engine.clock import ManualClock
 from taktflow.engine.outbox import MAX_SEND_ATTEMPTS
 from taktflow.engine.runtime import WorkflowEngine, retry_delay
+from taktflow.yamlflow import COMPILERS
 
 
 @pytest.fixture
@@ -269,3 +271,22 @@ def test_an_engine_failure_holds_the_poll_and_loses_nothing(
     # The baseline was taken once the engine came back (15), then one rise of 2: no event was
     # made from the rise 10 -> 15 that happened before anything had been stored.
     assert sum(engine.connector_overview("press_o")["messages"].values()) == 1
+
+
+def test_the_guide_example_deploys_and_fills_the_outbox(sa_engine: Any, clock: ManualClock) -> None:
+    root = Path(__file__).parents[2]
+    text = (root / "docs" / "connectors.md").read_text()
+    example = re.search(r"```yaml\n(process: release_to_press\n.*?)```", text, re.S)
+    assert example, "docs/connectors.md lost its release_to_press example"
+    registry = ActionRegistry()
+    builtin_actions(registry)
+    register_connector_actions(registry, root / "connectors")  # the demo plant's files
+    engine = WorkflowEngine(sa_engine, clock=clock, actions=registry, compilers=COMPILERS)
+    engine.deploy_text("release_to_press.yaml", example.group(1))
+
+    done = engine.start("release_to_press", {"order_id": "PO-1", "quantity": 40, "speed": 30})
+
+    assert done["status"] == "completed"
+    kinds = sorted((r["kind"], r["target"]) for r in engine.outbox())
+    assert kinds == [("modbus.write", "modbus:press_1"), ("mqtt.publish", "mqtt")]
+    assert engine.machine_context("press_1") == {"work_order": "PO-1", "operation": 10}

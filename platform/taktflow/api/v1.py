@@ -135,7 +135,8 @@ def list_connectors(principal: Principal) -> Any:
     from taktflow.connectors import overview
 
     require(principal, "connector.read")
-    return jsonify(overview(current_app.config["TAKTFLOW"].connectors_path, _engine()))
+    config = current_app.config["TAKTFLOW"]
+    return jsonify(overview(config.connectors_path, _engine(), config.mqtt_url))
 
 
 @api_bp.post("/messages/<int:message_id>/replay")

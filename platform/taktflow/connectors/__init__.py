@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from taktflow.config import DEFAULT_MQTT_URL
 
-def overview(connectors_path: str, engine: Any) -> dict[str, Any]:
+
+def overview(connectors_path: str, engine: Any, mqtt_url: str = DEFAULT_MQTT_URL) -> dict[str, Any]:
     """Each connector file with what its runtime last stored and its inbox counts, plus the
-    problems of files that cannot be read: the API's and the connectors page's view."""
+    problems of files that cannot be read: the API's and the connectors page's view.
+    `mqtt_url` is the configured broker (config.mqtt_url) of MQTT files that name none."""
     from taktflow.connectors.definition import read_folder
 
-    found, problems = read_folder(connectors_path)
+    found, problems = read_folder(connectors_path, mqtt_url=mqtt_url)
     rows = []
     for d in found:
         if d.modbus is not None:

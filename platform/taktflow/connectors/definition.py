@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from taktflow.config import DEFAULT_MQTT_URL
 from taktflow.connectors.modbus_points import TABLES, TYPES, Point
 from taktflow.connectors.rules import TRIGGERS, Emit, Rule, check_expression
 from taktflow.errors import DefinitionError, DefinitionProblem
@@ -23,7 +24,11 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 FILE_KEYS = {"connector", "type", "description", "enabled", "machine", "modbus", "mqtt",
              "points", "subscriptions", "rules"}  # fmt: skip
 MODBUS_KEYS = {"host", "port", "device_id", "poll_ms", "timeout_s", "reconnect"}
-MQTT_KEYS = {"url", "client_id", "username_env", "password_env", "tls", "session_expiry_s"}
+MQTT_KEYS = {"url", "client_id", "username_env", "password_env", "tls", "session_expiry_s",
+             "protocol"}  # fmt: skip
+#: MQTT protocol versions a connector speaks: 5 (persistent session with an expiry) or 3.1.1
+#: (brokers without MQTT 5, such as the embedded one of `make run`).
+PROTOCOLS = ("5", "3.1.1")
 POINT_KEYS = {"table", "address", "type", "count", "word_order", "byte_order", "scale", "offset",
               "unit"}  # fmt: skip
 SUBSCRIPTION_KEYS = {"topic", "qos", "format"}
@@ -61,6 +66,8 @@ class MqttLink:
     password_env: str | None = None
     tls: bool = False
     session_expiry_s: int = 86400
+    #: "5" or "3.1.1" (PROTOCOLS).
+    protocol: str = "5"
 
     @property
     def host(self) -> str:
@@ -96,9 +103,15 @@ class ConnectorDefinition:
         return {r.emit.start_process for r in self.rules if r.emit.start_process}
 
 
-def parse_connector(text: str, file: str = "<connector>") -> ConnectorDefinition:
-    """The connector in `text`; DefinitionError listing every problem with its line."""
-    reader = _Reader(file)
+def parse_connector(
+    text: str, file: str = "<connector>", *, mqtt_url: str = DEFAULT_MQTT_URL
+) -> ConnectorDefinition:
+    """The connector in `text`; DefinitionError listing every problem with its line.
+
+    `mqtt_url` is the broker of an MQTT connector whose file names none (the site's broker,
+    config.mqtt_url from TAKTFLOW_MQTT_URL).
+    """
+    reader = _Reader(file, mqtt_url)
     try:
         doc = load(text, kind="connector")
     except YamlProblem as exc:
@@ -111,7 +124,9 @@ def parse_connector(text: str, file: str = "<connector>") -> ConnectorDefinition
     return made
 
 
-def read_folder(folder: str | Path) -> tuple[list[ConnectorDefinition], list[DefinitionProblem]]:
+def read_folder(
+    folder: str | Path, *, mqtt_url: str = DEFAULT_MQTT_URL
+) -> tuple[list[ConnectorDefinition], list[DefinitionProblem]]:
     """Every connector file of a folder, and the problems of those that cannot be read."""
     from taktflow.forms.definition import is_form_text
 
@@ -127,15 +142,16 @@ def read_folder(folder: str | Path) -> tuple[list[ConnectorDefinition], list[Def
         if not is_form_text(text, key="connector"):
             continue
         try:
-            found.append(parse_connector(text, str(file)))
+            found.append(parse_connector(text, str(file), mqtt_url=mqtt_url))
         except DefinitionError as exc:
             problems.extend(exc.problems)
     return found, problems
 
 
 class _Reader:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, mqtt_url: str = DEFAULT_MQTT_URL) -> None:
         self.file = file
+        self.mqtt_url = mqtt_url
         self.problems: list[DefinitionProblem] = []
         self.point_names: set[str] = set()
 
@@ -219,7 +235,7 @@ class _Reader:
 
     def mqtt(self, raw: Map, ident: str) -> MqttLink:
         self.unknown(raw, MQTT_KEYS, "mqtt")
-        url = self.text(raw, "url", "mqtt") or "mqtt://127.0.0.1:1883"
+        url = self.text(raw, "url", "mqtt") or self.mqtt_url
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             self.problem(f"mqtt: url must look like mqtt://host:1883, not {url!r}", raw.at("url"))
@@ -237,6 +253,17 @@ class _Reader:
             setattr(link, key, value)
         link.session_expiry_s = self.number(raw, "session_expiry_s", "mqtt", 0, 2**32 - 1,
                                             whole=True, default=86400)  # fmt: skip
+        protocol = raw.get("protocol", "5")
+        # `protocol: 5` reads as a number; `3.1.1` is text either way.
+        if isinstance(protocol, bool) or str(protocol) not in PROTOCOLS:
+            self.problem(f'mqtt: protocol must be "5" or "3.1.1", not {protocol!r}',
+                         raw.at("protocol"))  # fmt: skip
+        else:
+            link.protocol = str(protocol)
+            if link.protocol == "3.1.1" and "session_expiry_s" in raw:
+                self.problem("mqtt: session_expiry_s is MQTT 5 only (a 3.1.1 broker keeps a "
+                             "session as long as it is configured to)",
+                             raw.key_pos["session_expiry_s"])  # fmt: skip
         return link
 
     # ------------------------------------------------------------------ points, subscriptions

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from taktflow.connectors import sparkplug
 from taktflow.connectors.definition import ConnectorDefinition, Subscription
 from taktflow.connectors.rules import RuleError, Sample, evaluate
 from taktflow.connectors.runtime import Status, event_dict, machine_context
@@ -60,6 +62,15 @@ class MqttConnector:
         self._commit_failed = threading.Event()
         self._committed = threading.Event()
         self._pending_subscribe: int | None = None
+        # The Sparkplug B host state (birth cache, sequence numbers) when a subscription asks
+        # for Sparkplug payloads; its STATE topic is named after the client id.
+        self._sparkplug = (
+            sparkplug.SparkplugHost()
+            if any(s.format == "sparkplug" for s in definition.subscriptions) else None
+        )  # fmt: skip
+        self._host_id = re.sub(r"[/+#]", "_", self.link.client_id)
+        self._topic_cache: dict[str, Subscription | None] = {}
+        self._state_since = 0
         # Messages paho received, for the committer thread (paho's thread only enqueues).
         self._received: queue.Queue[tuple[mqtt.Client, mqtt.MQTTMessage]] = queue.Queue()
         #: The live client; messages of an earlier one are never acknowledged on it.
@@ -115,15 +126,25 @@ class MqttConnector:
                     pass
         finally:
             await asyncio.to_thread(self._halt, client)
+            halt.set()
+            await asyncio.to_thread(committer.join, 10)
             self.status.state = "stopped"
 
     # ------------------------------------------------------------------ connection
     def _make_client(self, username: str | None, password: str | None) -> mqtt.Client:
         link = self.link
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=link.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True,
-        )  # fmt: skip
+        if link.protocol == "3.1.1":
+            # The persistent session of MQTT 3.1.1: the broker keeps it (and queues for it)
+            # for as long as it is configured to; there is no expiry to ask for.
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=link.client_id,
+                protocol=MQTTProtocolVersion.MQTTv311, clean_session=False, manual_ack=True,
+            )  # fmt: skip
+        else:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=link.client_id,
+                protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True,
+            )  # fmt: skip
         if username is not None or password is not None:
             client.username_pw_set(username or "", password)
         if link.tls:
@@ -134,6 +155,12 @@ class MqttConnector:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        if self._sparkplug is not None:
+            # Sparkplug 3.0: edge nodes watch the host's STATE; the broker publishes this
+            # "offline" if the connection drops, and _on_subscribe publishes "online".
+            self._state_since = sparkplug.now_ms()
+            topic, payload = sparkplug.state_will(self._host_id, self._state_since)
+            client.will_set(topic, payload, qos=1, retain=True)
         return client
 
     def credentials(self) -> tuple[str | None, str | None]:
@@ -153,16 +180,25 @@ class MqttConnector:
         return value
 
     def _begin(self, client: mqtt.Client) -> None:
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.link.session_expiry_s
-        # paho's MQTT 5 default (clean start) would drop the queued messages on every restart.
-        client.connect_async(self.link.host, self.link.port, clean_start=False,
-                             properties=properties)  # fmt: skip
+        if self.link.protocol == "3.1.1":
+            # clean_session=False was given to the client (3.1.1 has no CONNECT properties).
+            client.connect_async(self.link.host, self.link.port)
+        else:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.link.session_expiry_s
+            # paho's MQTT 5 default (clean start) would drop the queued messages on every
+            # restart.
+            client.connect_async(self.link.host, self.link.port, clean_start=False,
+                                 properties=properties)  # fmt: skip
         # The loop thread retries the first connection too, so a broker that is down at start
         # is waited for like one that goes away later.
         client.loop_start()
 
     def _halt(self, client: mqtt.Client) -> None:
+        if self._sparkplug is not None and client.is_connected():
+            # A clean DISCONNECT discards the will: say "offline" ourselves.
+            topic, payload = sparkplug.state_will(self._host_id)
+            client.publish(topic, payload, qos=1, retain=True).wait_for_publish(2)
         # A normal DISCONNECT keeps the session (and its queue) for session_expiry_s.
         client.disconnect()
         client.loop_stop()
@@ -197,6 +233,9 @@ class MqttConnector:
                 self._failed(f"{self._where()}: subscription refused: {', '.join(refused)}",
                              "error")  # fmt: skip
                 return
+            if self._sparkplug is not None:
+                client.publish(*sparkplug.state_birth(self._host_id, self._state_since), qos=1,
+                               retain=True)  # fmt: skip
             # "connected" means receiving: only once the broker confirmed every subscription.
             self.status.state = "connected"
             self.status.last_error = None
@@ -268,37 +307,26 @@ class MqttConnector:
         changed: dict[str, dict[str, Any]] = {}
         events: list[dict[str, Any]] = []
         problems: list[str] = []
+        points: dict[str, Any] = {}
         for _client, msg in current:
             self.status.events_in += 1
             try:
-                payload = self._decode(msg)
+                payloads = self._payloads(msg, points)
             except _Malformed as exc:
                 self.status.malformed += 1
                 problems.append(f"{msg.topic}: {exc}")
                 continue
-            sample = Sample(now=datetime.now(UTC), values={}, topic=msg.topic, payload=payload)
-            for rule in self.definition.rules:
-                try:
-                    fired, state = evaluate(rule, states.get(rule.id, {}), sample,
-                                            connector=connector, machine=machine)  # fmt: skip
-                except RuleError as exc:
-                    # Deterministic: the same message fails the same way every time, so it is
-                    # reported and acknowledged; the other rules still get their events.
-                    self.status.rule_errors += 1
-                    problems.append(f"{msg.topic}: {exc}")
-                    continue
-                states[rule.id] = changed[rule.id] = state
-                # Rules with `message_id` take the key from the payload, so a redelivery is a
-                # duplicate. Without it the key is the rule's sequence number, and a message
-                # redelivered after a commit whose acknowledgement was lost is delivered
-                # twice: give message_id (docs/connectors.md recommends it).
-                events.extend(event_dict(e) for e in fired)
+            for payload in payloads:
+                self._apply_rules(msg, payload, machine, states, changed, events, problems)
         stored = {f"rule:{rule_id}": state for rule_id, state in changed.items()}
+        # (A metric path too long for a state key is shown in the status only.)
+        stored |= {f"point:{name}": value for name, value in points.items() if len(name) < 290}
         ids: list[int | None] = []
         if stored or events:
             ids = self.engine.record_connector_events(connector, stored, events, deliver=False)
         # Committed: only now does the connector take the new state, and the broker forget it.
         self.rule_states = states
+        self.status.last_values.update(points)
         for client, msg in current:
             client.ack(msg.mid, msg.qos)
         self._committed.set()
@@ -311,18 +339,62 @@ class MqttConnector:
                          + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""),
                          self.status.state)  # fmt: skip
 
-    def _decode(self, msg: mqtt.MQTTMessage) -> Any:
+    def _apply_rules(self, msg: mqtt.MQTTMessage, payload: Any, machine: dict[str, Any],
+                     states: dict[str, Any], changed: dict[str, Any],
+                     events: list[dict[str, Any]], problems: list[str]) -> None:  # fmt: skip
+        connector = self.definition.id
+        sample = Sample(now=datetime.now(UTC), values={}, topic=msg.topic, payload=payload)
+        for rule in self.definition.rules:
+            try:
+                fired, state = evaluate(rule, states.get(rule.id, {}), sample,
+                                        connector=connector, machine=machine)  # fmt: skip
+            except RuleError as exc:
+                # Deterministic: the same message fails the same way every time, so it is
+                # reported and acknowledged; the other rules still get their events.
+                self.status.rule_errors += 1
+                problems.append(f"{msg.topic}: {exc}")
+                continue
+            states[rule.id] = changed[rule.id] = state
+            # Rules with `message_id` take the key from the payload, so a redelivery is a
+            # duplicate. Without it the key is the rule's sequence number, and a message
+            # redelivered after a commit whose acknowledgement was lost is delivered
+            # twice: give message_id (docs/connectors.md recommends it).
+            events.extend(event_dict(e) for e in fired)
+
+    def _payloads(self, msg: mqtt.MQTTMessage, points: dict[str, Any]) -> list[Any]:
+        """What the rules see as `payload` for this message: one value for JSON and text;
+        for Sparkplug B one dict per node or device it concerns (none for a command)."""
         subscription = self._subscription(msg.topic)
         if subscription is None:
             # Left over in the persistent session from an older version of the file.
             raise _Malformed("no subscription of this connector matches the topic")
-        if subscription.format == "sparkplug":
-            raise _Malformed("Sparkplug B payloads are not decoded yet")
+        if subscription.format != "sparkplug" or self._sparkplug is None:
+            return [self._decode(msg, subscription.format)]
+        try:
+            update = self._sparkplug.handle(msg.topic, msg.payload)
+        except sparkplug.SparkplugError as exc:
+            raise _Malformed(str(exc)) from None
+        if update.rebirth is not None and self.client is not None:
+            self.client.publish(*update.rebirth, qos=0)
+            self.status.rebirths += 1
+        if update.problem:
+            self._failed(f"{self.definition.id}: {msg.topic}: {update.problem}",
+                         self.status.state)  # fmt: skip
+        for payload in update.messages:
+            # Shown on the connectors page and kept with the events: last value per metric,
+            # and whether the node or device is online (NDEATH/DDEATH make it offline).
+            where = "/".join(filter(None, (payload["edge_node"], payload["device"])))
+            points[f"{where}/online"] = payload["online"]
+            for name, value in payload["metrics"].items():
+                points[f"{where}/{name}"] = value
+        return update.messages
+
+    def _decode(self, msg: mqtt.MQTTMessage, format: str) -> Any:
         try:
             text = msg.payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise _Malformed(f"payload is not UTF-8 text: {exc}") from None
-        if subscription.format == "text":
+        if format == "text":
             return text
         try:
             return json.loads(text)
@@ -330,10 +402,18 @@ class MqttConnector:
             raise _Malformed(f"payload is not JSON: {exc}") from None
 
     def _subscription(self, topic: str) -> Subscription | None:
+        # paho builds a matcher per call: remember the answer per topic (a plant has a few
+        # hundred topics, each seen many times).
+        if topic in self._topic_cache:
+            return self._topic_cache[topic]
+        found = None
         for subscription in self.definition.subscriptions:
             if mqtt.topic_matches_sub(subscription.topic, topic):
-                return subscription
-        return None
+                found = subscription
+                break
+        if len(self._topic_cache) < 10_000:
+            self._topic_cache[topic] = found
+        return found
 
     # ------------------------------------------------------------------ status
     def _where(self) -> str:

@@ -103,10 +103,12 @@ class Publisher:
 class OutboxSender:
     """The connector runtime's task that empties the outbox."""
 
-    def __init__(self, engine: Any, connectors: list[Any], mqtt_url: str | None) -> None:
+    def __init__(self, engine: Any, connectors: list[Any], mqtt_url: str | None,
+                 mqtt_protocol: str = "5") -> None:  # fmt: skip
         self.engine = engine
         self.by_id = {c.definition.id: c for c in connectors}
         self.mqtt_url = mqtt_url
+        self.mqtt_protocol = mqtt_protocol
         self.publishers: dict[str, Publisher] = {}
         self.sent = 0
         self.failed = 0
@@ -183,8 +185,8 @@ class OutboxSender:
             url = urlsplit(self.mqtt_url)
             publisher = Publisher(host=url.hostname or "127.0.0.1", port=url.port or 1883,
                                   client_id=f"taktflow-outbox-{os.getpid()}",
-                                  username=url.username, password=url.password,
-                                  tls=url.scheme == "mqtts")  # fmt: skip
+                                  protocol=self.mqtt_protocol, username=url.username,
+                                  password=url.password, tls=url.scheme == "mqtts")  # fmt: skip
         else:
             connector = self.by_id.get(target.removeprefix("mqtt:"))
             if connector is None or getattr(connector, "link", None) is None:

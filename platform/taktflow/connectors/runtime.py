@@ -39,6 +39,7 @@ class Status:
     events_in: int = 0  # MQTT messages received, redeliveries included
     malformed: int = 0  # MQTT payloads that could not be decoded (acknowledged, not retried)
     rule_errors: int = 0  # MQTT messages a rule failed on (acknowledged, not retried)
+    rebirths: int = 0  # Sparkplug B rebirth requests sent (sequence gaps, unknown nodes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +47,7 @@ class Status:
             "last_error": self.last_error, "polls": self.polls, "events_out": self.events_out,
             "duplicates": self.duplicates, "events_in": self.events_in,
             "malformed": self.malformed, "rule_errors": self.rule_errors,
+            "rebirths": self.rebirths,
         }  # fmt: skip
 
 
@@ -210,11 +212,12 @@ class ConnectorRuntime:
     """Every enabled connector, each in its own task of one event loop, plus the dispatcher
     that delivers their events and the sender that empties the outbox.
 
-    `mqtt_url` is the platform's broker, where mqtt.publish without a connector goes.
+    `mqtt_url` is the platform's broker, where mqtt.publish without a connector goes, spoken
+    to in `mqtt_protocol` ("3.1.1" for the embedded demo broker).
     """
 
     def __init__(self, definitions: list[ConnectorDefinition], engine: Any,
-                 *, mqtt_url: str | None = None) -> None:  # fmt: skip
+                 *, mqtt_url: str | None = None, mqtt_protocol: str = "5") -> None:  # fmt: skip
         # Imported here: mqtt_runtime imports Status from this module.
         from taktflow.connectors.mqtt_runtime import MqttConnector
         from taktflow.connectors.outbox_sender import OutboxSender
@@ -236,7 +239,7 @@ class ConnectorRuntime:
                 )
         for connector in self.connectors:
             connector.wake = self.dispatcher.wake
-        self.outbox = OutboxSender(engine, self.connectors, mqtt_url)
+        self.outbox = OutboxSender(engine, self.connectors, mqtt_url, mqtt_protocol)
 
     def statuses(self) -> list[dict[str, Any]]:
         return [c.status.to_dict() for c in self.connectors] + [

@@ -358,7 +358,8 @@ def connectors(user: Principal) -> str:
 
     from taktflow.connectors import overview
 
-    view = overview(current_app.config["TAKTFLOW"].connectors_path, _engine())
+    config = current_app.config["TAKTFLOW"]
+    view = overview(config.connectors_path, _engine(), config.mqtt_url)
     return render_template("connectors.html", can_replay=allowed(user, "connector.replay"), **view)
 
 
