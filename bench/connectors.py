@@ -34,11 +34,11 @@ payloads with a unique message id, one MQTT connector with one `condition` rule 
   figure is late by at most 5 ms. `delivery began` is the same from the audit row's own
   timestamp (the clock reading when the delivering transaction started), a lower bound.
   A worker thread (`engine.run_worker`, as `taktflow serve` runs one) is running, in case
-  delivery is left to it. --gc-tuned applies `taktflow.process.tune_for_service()` (as
-  `taktflow serve` and `worker` do; `taktflow connectors run` does not) at start-up.
+  delivery is left to it. `taktflow.process.tune_for_service()` is applied at start-up, as
+  `taktflow serve`, `worker` and `connectors run` do (--no-gc-tune: not).
 
     .venv/bin/python bench/connectors.py [--messages 10000] [--rounds 5] [--rate 500]
-        [--latency-messages 3000] [--database-url URL] [--gc-tuned] [--json]
+        [--latency-messages 3000] [--database-url URL] [--no-gc-tune] [--json]
 
 The last line reads `connectors: backlog N events/s (R x plain), live ..., latency p99 M ms`.
 
@@ -826,9 +826,9 @@ def main() -> None:
     parser.add_argument("--max-inflight", type=int, default=20,
                         help="Mosquitto max_inflight_messages (20: its default)")  # fmt: skip
     parser.add_argument("--mosquitto", default=MOSQUITTO, help="the mosquitto binary")
-    parser.add_argument("--gc-tuned", action="store_true",
-                        help="tune the garbage collector as `taktflow serve` and `worker` do "
-                        "(`taktflow connectors run` does not)")  # fmt: skip
+    parser.add_argument("--no-gc-tune", dest="gc_tuned", action="store_false",
+                        help="leave the garbage collector untuned (`taktflow serve`, `worker` "
+                        "and `connectors run` tune it)")  # fmt: skip
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON document")

@@ -1076,7 +1076,8 @@ def connectors_run(
 
 @command(connectors, "status")
 def connectors_status(engine: Any, *, as_json: bool) -> None:
-    """Each connector file with the point values its runtime last stored and its messages in
+    """Each connector file with its runtime's state (connected, last error; "not running" when
+    `connectors run` is not reporting), the point values it last stored and its messages in
     the inbox by status (an MQTT connector has no points: its messages show it working)."""
     from flask import current_app
 
@@ -1089,7 +1090,8 @@ def connectors_status(engine: Any, *, as_json: bool) -> None:
                 "enabled": definition.enabled,
                 "points": {k.removeprefix("point:"): v for k, v in stored.items()
                            if k.startswith("point:")},
-                "messages": engine.connector_overview(definition.id)["messages"],
+                **{k: v for k, v in engine.connector_overview(definition.id).items()
+                   if k in ("messages", "runtime")},
             }
         )  # fmt: skip
 
@@ -1098,8 +1100,11 @@ def connectors_status(engine: Any, *, as_json: bool) -> None:
         if not values and r["type"] != "mqtt":
             values = "no values yet"
         counts = ", ".join(f"{n} {status}" for status, n in r["messages"].items() if n)
+        runtime = r["runtime"]["state"]
+        if r["runtime"].get("last_error"):
+            runtime += f" ({r['runtime']['last_error']})"
         return f"{r['connector']:20} {r['type']:7} " + " | ".join(
-            part for part in (values, f"messages: {counts or 'none yet'}") if part
+            part for part in (runtime, values, f"messages: {counts or 'none yet'}") if part
         )
 
     _emit(rows, as_json, lambda rs: "\n".join(map(line, rs)) or "no connectors")

@@ -119,6 +119,18 @@ def broker(
         mosquitto.stop()
 
 
+@pytest.fixture
+def restartable_broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mosquitto]:
+    """A Mosquitto of this test's own, which the test may stop, restart and kill."""
+    mosquitto = mosquitto_for(request, tmp_path_factory)
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.stop()
+
+
 def mosquitto_for(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Mosquitto:

@@ -117,9 +117,14 @@ def test_the_connectors_commands_run_and_show_status(plc: Any, db_url: str, tmp_
     assert f"press_t: Modbus TCP 127.0.0.1:{plc.port} device 1, every 50 ms" in ran.stderr
     shown = json.loads(run("connectors", "status", "--json").stdout)
     messages = shown[0].pop("messages")
+    runtime = shown[0].pop("runtime")
     assert shown == [{"connector": "press_t", "type": "modbus", "enabled": True,
                       "points": {"parts": 42}}]  # fmt: skip
     assert set(messages) >= {"pending", "buffered", "delivered", "expired", "failed"}
+    # The runtime reported its own status on the way out, for this other process to show.
+    assert runtime["state"] == "stopped" and runtime["polls"] >= 2
+    text = run("connectors", "status").stdout
+    assert text.startswith("press_t") and "stopped" in text and "parts=42" in text
 
 
 def test_the_connectors_api_and_page_show_stored_values_and_problems(
@@ -152,3 +157,42 @@ def test_the_connectors_api_and_page_show_stored_values_and_problems(
     assert press["messages"]["buffered"] + press["messages"]["pending"] == 1
     [problem] = body["problems"]
     assert (problem["line"], "type must be modbus or mqtt" in problem["reason"]) == (2, True)
+
+
+def test_the_page_shows_what_the_runtime_reported_and_when_it_stopped_reporting(
+    app: Any, client: Any, tmp_path: Any
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from taktflow.app import accounts, workflow_engine
+    from taktflow.engine import models as m
+
+    folder = tmp_path / "connectors"
+    folder.mkdir()
+    (folder / "press_t.yaml").write_text(
+        "connector: press_t\ntype: modbus\nmodbus: {host: 10.0.0.5, port: 502}\n"
+        "points:\n  parts: {table: holding, address: 0, type: uint32}\n"
+    )
+    app.config["TAKTFLOW"].connectors_path = str(folder)
+    with app.app_context():
+        _, token = accounts().create_token(
+            accounts().create_user("erik", ["engineer"])["username"], "t"
+        )
+        engine = workflow_engine()
+        engine.record_connector_status({"press_t": {
+            "connector": "press_t", "state": "unreachable", "polls": 0, "events_out": 0,
+            "last_error": "press_t: no answer from 10.0.0.5:502 (is the PLC on?)"}})  # fmt: skip
+    auth = {"Authorization": f"Bearer {token}"}
+    [press] = client.get("/api/v1/connectors", headers=auth).json["connectors"]
+    assert press["runtime"]["state"] == "unreachable"
+    assert "no answer from 10.0.0.5:502" in press["runtime"]["last_error"]
+
+    # The runtime stopped reporting (killed): after a while the page says it is not running.
+    with app.app_context():
+        with engine.bind.begin() as conn:
+            conn.execute(update(m.ConnectorState).values(
+                updated_at=engine.clock.now() - timedelta(minutes=5)))  # fmt: skip
+    [press] = client.get("/api/v1/connectors", headers=auth).json["connectors"]
+    assert press["runtime"]["state"] == "not running"

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import pytest
-from conftest import mosquitto_for
-from connector_support import wait_for
+from connector_support import Mosquitto, wait_for
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from taktflow.engine.runtime import WorkflowEngine
@@ -166,10 +164,9 @@ def test_nothing_is_lost_through_kills_and_a_broker_restart(
     db_url: str,
     plc: Any,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
+    restartable_broker: Mosquitto,
 ) -> None:
-    mosquitto = mosquitto_for(request, tmp_path_factory)
+    mosquitto = restartable_broker
     folder = tmp_path / "connectors"
     connector_files(folder, mosquitto.port, plc.port)
     engine.deploy_text("tally.yaml", TALLY)

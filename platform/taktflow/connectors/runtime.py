@@ -23,6 +23,9 @@ from taktflow.connectors.rules import Event, RuleError, Sample, evaluate
 
 log = logging.getLogger("taktflow.connectors")
 
+#: Seconds between two status reports of the runtime (see engine.RUNTIME_STALE_S).
+STATUS_EVERY_S = 3.0
+
 
 @dataclass
 class Status:
@@ -253,8 +256,27 @@ class ConnectorRuntime:
                                        name="taktflow-dispatch", daemon=True)  # fmt: skip
         dispatching.start()
         try:
-            await asyncio.gather(self.outbox.run(stop), *(c.run(stop) for c in self.connectors))
+            await asyncio.gather(self.outbox.run(stop), self._report(stop),
+                                 *(c.run(stop) for c in self.connectors))  # fmt: skip
         finally:
             halt.set()
             self.dispatcher.wake()
             await asyncio.to_thread(dispatching.join, 10)
+            await self._store_statuses()
+
+    async def _report(self, stop: asyncio.Event) -> None:
+        """Store every connector's status every few seconds (other processes show it)."""
+        while not stop.is_set():
+            await self._store_statuses()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=STATUS_EVERY_S)
+            except TimeoutError:
+                pass
+
+    async def _store_statuses(self) -> None:
+        statuses = {c.definition.id: c.status.to_dict() for c in self.connectors}
+        statuses |= {s.connector: s.to_dict() for s in self.unsupported}
+        try:
+            await asyncio.to_thread(self.engine.record_connector_status, statuses)
+        except Exception:  # noqa: BLE001 - the database is away; the next report may work
+            log.warning("storing the connectors' status failed", exc_info=True)
