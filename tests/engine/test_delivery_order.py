@@ -134,3 +134,36 @@ def test_a_loop_takes_every_buffered_message_in_order(engine: WorkflowEngine) ->
 
     assert seen(engine, log) == [1, 2, 3, 4, 5]
     assert engine.connector_overview("press_1")["messages"]["buffered"] == 0
+
+
+TWO_STEPS = """\
+process: two_steps
+steps:
+  - wait: Setup done
+    message: setup_done
+    correlate: [machine_id]
+  - wait: First part
+    message: first_part
+    correlate: [machine_id]
+    into: part
+"""
+
+
+def test_a_message_nothing_waits_for_yet_is_kept_for_a_wait_the_same_batch_creates(
+    engine: WorkflowEngine,
+) -> None:
+    engine.deploy_text("two_steps.yaml", TWO_STEPS)
+    waiting = engine.start("two_steps", {"machine_id": "press_1"})["instance_id"]
+
+    # Delivered together: first_part (nothing waits for it yet) is kept as buffered, and
+    # handed over when setup_done moves the instance on to wait for it.
+    engine.record_connector_events("press_1", {}, [
+        {"name": "first_part", "correlation": {"machine_id": "press_1"},
+         "variables": {"serial": "S-1"}, "idempotency_key": "p/1"},
+        {"name": "setup_done", "correlation": {"machine_id": "press_1"},
+         "variables": {}, "idempotency_key": "p/2"},
+    ])  # fmt: skip
+
+    view = engine.instance(waiting)
+    assert view["status"] == "completed" and view["data"]["part"]["serial"] == "S-1"
+    assert engine.connector_overview("press_1")["messages"]["delivered"] == 2

@@ -1368,10 +1368,17 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
         try:
             with self._unit() as unit:
                 done = 0
+                # Messages nothing waits for, and no process starts with, are only marked
+                # buffered: all of them first, so that a wait a later delivery of this batch
+                # creates is still handed its buffered message.
+                buffered = set(self._buffer_untaken(unit, rows, held))
+                done += len(buffered)
                 for message_id, source in rows:
                     if taken and time_module.monotonic() > deadline:
                         break
                     taken += 1
+                    if message_id in buffered:
+                        continue
                     if source is not None and (source in held or source in skipped):
                         continue
                     if self._dispatch_row(unit, message_id) is not None:
@@ -1383,6 +1390,22 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
             return len(rows), None
         held |= skipped
         return taken, done
+
+    def _buffer_untaken(
+        self, unit: _Unit, rows: list[tuple[int, str | None]], held: set[str]
+    ) -> list[int]:
+        candidates = [message_id for message_id, source in rows if source not in held]
+        if len(candidates) < 2:
+            return []
+        pending = unit.hot.pending_kinds(unit.cur, candidates)
+        names = sorted({name for _, kind, name in pending if kind == m.WAIT_MESSAGE})
+        if not names:
+            return []
+        taken = unit.hot.names_taken(unit.cur, m.WAIT_MESSAGE, names)
+        for _, _, starts, _ in unit.hot.latest_starting(unit.cur):
+            taken |= {s["name"] for s in json.loads(starts) if s["kind"] == m.WAIT_MESSAGE}
+        untaken = [i for i, kind, name in pending if kind == m.WAIT_MESSAGE and name not in taken]
+        return unit.hot.buffer_untaken(unit.cur, untaken, unit.now) if untaken else []
 
     def _dispatch_each(self, rows: list[tuple[int, str | None]], held: set[str]) -> int:
         done = 0

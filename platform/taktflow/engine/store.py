@@ -403,6 +403,44 @@ class HotPath:
         )
         return InboxRow(*cur.fetchone())
 
+    def pending_kinds(self, cur: Any, ids: Sequence[int]) -> list[tuple[int, str, str]]:
+        """(id, kind, name) of those of these inbox rows that are still pending."""
+        cur.execute(
+            self._q(
+                f"SELECT id, kind, name FROM inbox_message WHERE id IN ({self._in(ids)}) "
+                "AND status = ?"
+            ),
+            (*ids, m.INBOX_PENDING),
+        )
+        return cur.fetchall()
+
+    def names_taken(self, cur: Any, kind: str, names: Sequence[str]) -> set[str]:
+        """Which of these message/signal names an active instance waits for (one indexed
+        look-up per name that stops at the first wait: thousands may wait for one name)."""
+        taken = set()
+        for name in names:
+            cur.execute(
+                self._q(
+                    "SELECT 1 FROM instance_wait w JOIN process_instance i ON i.id = w.instance_id "
+                    "WHERE w.kind = ? AND w.name = ? AND i.status = ? LIMIT 1"
+                ),
+                (kind, name, m.ACTIVE),
+            )
+            if cur.fetchone() is not None:
+                taken.add(name)
+        return taken
+
+    def buffer_untaken(self, cur: Any, ids: Sequence[int], processed_at: datetime) -> list[int]:
+        """Mark these pending rows buffered at once (nothing waits for them); the ids done."""
+        cur.execute(
+            self._q(
+                "UPDATE inbox_message SET status = ?, processed_at = ?, attempts = attempts + 1 "
+                f"WHERE id IN ({self._in(ids)}) AND status = ? RETURNING id"
+            ),
+            (m.INBOX_BUFFERED, self.ts(processed_at), *ids, m.INBOX_PENDING),
+        )
+        return [row[0] for row in cur.fetchall()]
+
     def finish_inbox(
         self,
         cur: Any,
