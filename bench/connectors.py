@@ -265,6 +265,10 @@ def topic_of(ident: str) -> str:
     return f"bench/{ident}/cnc-07/event"
 
 
+#: The database the dispatcher process delivers from; None: a thread of the bench delivers.
+DISPATCH: dict[str, str | None] = {"url": None}
+
+
 class TaktflowConsumer:
     """`taktflow connectors run` for one connector: the runtime in its own thread and loop."""
 
@@ -273,7 +277,16 @@ class TaktflowConsumer:
         from taktflow.connectors.runtime import ConnectorRuntime
 
         definition = parse_connector(connector_yaml(ident, port, message), f"{ident}.yaml")
-        self.runtime = ConnectorRuntime([definition], engine)
+        dispatcher = None
+        if DISPATCH["url"]:
+            # As `taktflow connectors run` does: delivery in a child process.
+            from taktflow.connectors.runtime import ProcessDispatcher
+
+            dispatcher = ProcessDispatcher(
+                [sys.executable, "-c", "from taktflow.cli import main; main()", "connectors",
+                 "dispatch"], env={**os.environ, "TAKTFLOW_DATABASE_URL": DISPATCH["url"]},
+            )  # fmt: skip
+        self.runtime = ConnectorRuntime([definition], engine, dispatcher=dispatcher)
         self.stop_event: asyncio.Event | None = None
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._main, daemon=True)
@@ -768,7 +781,10 @@ def migrated(url: str, folder: str) -> str:
 def report(result: dict[str, Any]) -> None:
     tp, lat = result.get("throughput"), result.get("latency")
     tuned = ", garbage collector tuned" if result["gc_tuned"] else ""
-    print(f"{result['machine']}, {result['date']}, database {result['database']}{tuned}")
+    print(
+        f"{result['machine']}, {result['date']}, database {result['database']}{tuned}, "
+        f"delivery in a {result['dispatch']}"
+    )
     if tp:
         for mode in ("backlog", "live"):
             f = tp[mode]
@@ -829,6 +845,10 @@ def main() -> None:
     parser.add_argument("--no-gc-tune", dest="gc_tuned", action="store_false",
                         help="leave the garbage collector untuned (`taktflow serve`, `worker` "
                         "and `connectors run` tune it)")  # fmt: skip
+    parser.add_argument("--dispatch", choices=("process", "thread"),
+                        help="deliver in a child process or in a thread of the runtime "
+                        "(default: as `taktflow connectors run` does: a process on PostgreSQL, "
+                        "a thread on SQLite)")  # fmt: skip
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -853,6 +873,9 @@ def main() -> None:
     token = "b" + uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory() as folder:
         url = migrated(args.database_url or f"sqlite:///{folder}/bench.db", folder)
+        if args.dispatch is None:  # as `taktflow connectors run` chooses
+            args.dispatch = "process" if url.startswith("postgresql") else "thread"
+        DISPATCH["url"] = None if args.dispatch == "thread" else url
         bind = create_engine(url, **engine_options(url))
         engine = WorkflowEngine(bind, compilers=COMPILERS)
         broker = Broker(binary, Path(folder), args.max_inflight)
@@ -871,6 +894,7 @@ def main() -> None:
             "messages": args.messages,
             "rounds": args.rounds,
             "gc_tuned": args.gc_tuned,
+            "dispatch": args.dispatch,
         }
         try:
             broker.start()

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 from flask import Flask
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from taktflow.config import ConfigError
@@ -1024,7 +1025,7 @@ def connectors_run(
 
     from flask import current_app
 
-    from taktflow.connectors.runtime import ConnectorRuntime
+    from taktflow.connectors.runtime import ConnectorRuntime, ProcessDispatcher
 
     config = current_app.config["TAKTFLOW"]
     definitions = _connector_files(config)
@@ -1034,8 +1035,21 @@ def connectors_run(
 
         broker = EmbeddedBroker(config.mqtt_url)
         definitions = broker.adapt(definitions)
+    # On PostgreSQL delivery runs in a child process, on the other core (ProcessDispatcher).
+    # Not on SQLite: writers of two processes wait for each other by sleeping in SQLite's
+    # busy handler, which stalled deliveries for up to 0.7 s (bench/connectors.py); within
+    # one process they queue without sleeping.
+    dispatcher = None
+    if make_url(config.database_url).get_backend_name() == "postgresql":
+        # The database URL goes by environment, not argument: it may hold a password, and
+        # the command line of a process is visible to every user of the machine.
+        dispatcher = ProcessDispatcher(
+            [sys.executable, "-c", "from taktflow.cli import main; main()", "connectors",
+             "dispatch"], env={**os.environ, "TAKTFLOW_DATABASE_URL": config.database_url},
+        )  # fmt: skip
     runtime = ConnectorRuntime(definitions, engine, mqtt_url=config.mqtt_url,
-                               mqtt_protocol="3.1.1" if embedded_broker else "5")  # fmt: skip
+                               mqtt_protocol="3.1.1" if embedded_broker else "5",
+                               dispatcher=dispatcher)  # fmt: skip
     _service_logging()
     # Full collections of the start-up objects stall delivery by tens of milliseconds.
     tune_for_service()
@@ -1072,6 +1086,17 @@ def connectors_run(
     _emit(runtime.statuses(), as_json, lambda rows: "\n".join(
         f"{r['connector']:20} {r['state']:12} polls {r['polls']}, events {r['events_out']}"
         + (f" - {r['last_error']}" if r["last_error"] else "") for r in rows))  # fmt: skip
+
+
+@command(connectors, "dispatch")
+def connectors_dispatch(engine: Any, *, as_json: bool) -> None:
+    """Deliver the events the connectors store (started by `connectors run`, which wakes it
+    through standard input; it stops at end-of-file). Not needed on its own."""
+    from taktflow.connectors.runtime import dispatch_until_closed
+
+    _service_logging()
+    tune_for_service()
+    dispatch_until_closed(engine, sys.stdin.fileno())
 
 
 @command(connectors, "status")

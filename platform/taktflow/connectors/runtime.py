@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import selectors
+import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -211,22 +215,101 @@ class Dispatcher:
                 pause = min(pause * 2, 30.0)
 
 
+class ProcessDispatcher:
+    """The dispatcher as a child process (`taktflow connectors dispatch`), woken through its
+    standard input.
+
+    Delivery runs workflow steps; in a process of its own they use the machine's other core
+    instead of competing with the connectors for one interpreter. A wake-up is only a hint
+    (the child also looks every second), so a full pipe or a child that is restarting loses
+    nothing. When this process ends, even by SIGKILL, the child reads end-of-file and stops.
+    """
+
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.command = command
+        self.env = env
+        self._process: subprocess.Popen[bytes] | None = None
+        self._fd: int | None = None
+
+    def wake(self) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            os.write(fd, b"\n")
+        except (BlockingIOError, BrokenPipeError, OSError):
+            pass  # full (a wake-up is pending anyway) or the child is gone (it is restarted)
+
+    def run(self, stop: threading.Event) -> None:
+        pause = 1.0
+        while not stop.is_set():
+            self._process = subprocess.Popen(self.command, stdin=subprocess.PIPE, env=self.env)
+            assert self._process.stdin is not None
+            fd = self._process.stdin.fileno()
+            os.set_blocking(fd, False)
+            self._fd = fd
+            while not stop.is_set() and self._process.poll() is None:
+                stop.wait(0.5)
+            self._fd = None
+            if stop.is_set():
+                break
+            self._process.stdin.close()
+            log.error("the dispatcher process ended (status %s); starting it again in %.0f s",
+                      self._process.returncode, pause)  # fmt: skip
+            stop.wait(pause)
+            pause = min(pause * 2, 30.0)
+        self._stop_child()
+
+    def _stop_child(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()  # end-of-file: the child finishes its batch and exits
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def dispatch_until_closed(engine: Any, wake_fd: int) -> None:
+    """The loop of `taktflow connectors dispatch`: deliver whatever is due, then wait for a
+    line on `wake_fd` or a second; stop at end-of-file (the connector runtime is gone)."""
+    selector = selectors.DefaultSelector()
+    selector.register(wake_fd, selectors.EVENT_READ)
+    pause = 1.0
+    while True:
+        if selector.select(timeout=1.0) and not os.read(wake_fd, 65536):
+            return
+        try:
+            while engine.dispatch(limit=500):
+                pass
+            pause = 1.0
+        except Exception:  # noqa: BLE001 - the database is away: back off as a whole
+            log.exception("delivering connector events failed; retrying in %.0f s", pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
+
 class ConnectorRuntime:
     """Every enabled connector, each in its own task of one event loop, plus the dispatcher
     that delivers their events and the sender that empties the outbox.
 
     `mqtt_url` is the platform's broker, where mqtt.publish without a connector goes, spoken
-    to in `mqtt_protocol` ("3.1.1" for the embedded demo broker).
+    to in `mqtt_protocol` ("3.1.1" for the embedded demo broker). `dispatcher` delivers what
+    the connectors store: a thread of this process by default, or a ProcessDispatcher.
     """
 
     def __init__(self, definitions: list[ConnectorDefinition], engine: Any,
-                 *, mqtt_url: str | None = None, mqtt_protocol: str = "5") -> None:  # fmt: skip
+                 *, mqtt_url: str | None = None, mqtt_protocol: str = "5",
+                 dispatcher: Dispatcher | ProcessDispatcher | None = None) -> None:  # fmt: skip
         # Imported here: mqtt_runtime imports Status from this module.
         from taktflow.connectors.mqtt_runtime import MqttConnector
         from taktflow.connectors.outbox_sender import OutboxSender
 
         self.engine = engine
-        self.dispatcher = Dispatcher(engine)
+        self.dispatcher = dispatcher or Dispatcher(engine)
         self.connectors: list[ModbusConnector | MqttConnector] = []
         self.unsupported: list[Status] = []
         for d in definitions:
