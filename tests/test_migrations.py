@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 import taktflow.auth.models  # noqa: F401 - the account tables
 import taktflow.engine.models  # noqa: F401 - the engine tables
+import taktflow.mfg.models  # noqa: F401 - the ledger tables
 from taktflow.db import Base
 
 

@@ -23,6 +23,7 @@ from taktflow.engine.actions import ActionRegistry, builtin_actions
 from taktflow.engine.runtime import WorkflowEngine
 from taktflow.engine.sandbox import Limits
 from taktflow.forms.service import TaskForms
+from taktflow.mfg.actions import register_mfg_actions
 from taktflow.yamlflow import COMPILERS
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
@@ -111,6 +112,7 @@ def build_actions(config: Config) -> ActionRegistry:
     registry = ActionRegistry()
     builtin_actions(registry)
     register_connector_actions(registry, config.connectors_path)
+    register_mfg_actions(registry)
     for name in filter(None, (part.strip() for part in config.action_modules.split(","))):
         try:
             module = importlib.import_module(name)

@@ -1,0 +1,34 @@
+"""Service-task actions of the manufacturing model (more follow with issue 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taktflow.engine.actions import ActionContext, ActionRegistry, Param
+from taktflow.mfg.ledger import from_cents, post_entry, to_cents
+
+
+def register_mfg_actions(registry: ActionRegistry) -> None:
+    def post_journal(
+        ctx: ActionContext, lines: list, description: str, reference: str | None = None
+    ) -> dict[str, Any]:
+        """Post a balanced journal entry in the step's transaction: `lines` is a list of
+        {account, debit or credit, memo}. Refused (the step fails, nothing is posted) when it
+        does not balance or names an unknown account; a retried step posts once."""
+        entry_id = post_entry(
+            ctx.session, lines, description=description, reference=reference, now=ctx.now,
+            posted_by=ctx.actor, instance_id=ctx.instance_id,
+            idempotency_key=f"mfg.post_journal:{ctx.instance_id}:{ctx.task_id}",
+        )  # fmt: skip
+        # Validated by post_entry: every debit is an amount.
+        total = sum(to_cents(line["debit"], "debit") for line in lines
+                    if line.get("debit") not in (None, 0, "0"))  # fmt: skip
+        return {"entry_id": entry_id, "lines": len(lines), "total": str(from_cents(total))}
+
+    registry.register(
+        "mfg.post_journal", post_journal,
+        [Param("lines", "list", description="[{account, debit | credit, memo}]; must balance"),
+         Param("description", "str", description="what the entry records"),
+         Param("reference", "str", required=False,
+               description="what it belongs to, e.g. the production order")],
+    )  # fmt: skip
