@@ -55,3 +55,63 @@ class JournalLine(Base):
     #: The entry's reference, repeated on each line so balances per order are one query.
     reference: Mapped[str | None] = mapped_column(String(100))
     memo: Mapped[str | None] = mapped_column(Text)
+
+
+#: Item types and how an item's stock is tracked.
+ITEM_TYPES = ("raw", "semi", "finished", "consumable")
+TRACKING = ("none", "lot")
+#: Location kinds (ISA-95 storage zones a plant needs).
+LOCATION_KINDS = ("stores", "wip", "finished_goods", "scrap", "quarantine", "receiving")
+
+
+class Item(Base):
+    """Something the plant buys, makes or sells. Quantities are in its unit of measure, with
+    at most `decimals` decimals (stored scaled as integers, like money)."""
+
+    __tablename__ = "mfg_item"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(20))
+    uom: Mapped[str] = mapped_column(String(20))
+    decimals: Mapped[int] = mapped_column(Integer, default=0)
+    tracking: Mapped[str] = mapped_column(String(10), default="none")
+    #: Standard cost per unit in cents, split as the postings need it.
+    std_material_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    std_labour_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    std_overhead_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Location(Base):
+    __tablename__ = "mfg_location"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    #: The ledger account that values its stock (e.g. 1400 raw materials, 1410 WIP).
+    account: Mapped[str | None] = mapped_column(ForeignKey("ledger_account.code"))
+
+
+class StockMovement(Base):
+    """One movement of stock, never changed: stock on hand is the sum of movements. A receipt
+    has no source location, a consumption or scrap write-off no destination."""
+
+    __tablename__ = "mfg_stock_movement"
+    __table_args__ = (
+        Index("ix_mfg_stock_movement_item_to", "item", "to_location", "lot"),
+        Index("ix_mfg_stock_movement_item_from", "item", "from_location", "lot"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    item: Mapped[str] = mapped_column(ForeignKey("mfg_item.code"))
+    lot: Mapped[str] = mapped_column(String(60), default="")
+    #: Quantity scaled by 10 ** item.decimals.
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    from_location: Mapped[str | None] = mapped_column(ForeignKey("mfg_location.code"))
+    to_location: Mapped[str | None] = mapped_column(ForeignKey("mfg_location.code"))
+    #: receipt, issue, transfer, produce, scrap, adjust, ...
+    reason: Mapped[str] = mapped_column(String(40))
+    reference: Mapped[str | None] = mapped_column(String(100), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    moved_by: Mapped[str | None] = mapped_column(String(200))
