@@ -22,7 +22,11 @@ SEED = Path(__file__).parents[2] / "seed_data"
 def session(sa_engine: Any) -> Any:
     with Session(bind=sa_engine) as s:
         load_chart(s, SEED / "chart_of_accounts.yaml")
-        assert load_master_data(s, SEED / "master_data.yaml") == {"items": 3, "locations": 6}
+        assert load_master_data(s, SEED / "master_data.yaml") == {
+            "items": 4,
+            "locations": 6,
+            "boms": 2,
+        }
         yield s
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from taktflow.engine.actions import ActionContext, ActionRegistry, Param
+from taktflow.mfg.bom import explode, shortages
 from taktflow.mfg.ledger import from_cents, post_entry, to_cents
 
 
@@ -25,6 +26,33 @@ def register_mfg_actions(registry: ActionRegistry) -> None:
                     if line.get("debit") not in (None, 0, "0"))  # fmt: skip
         return {"entry_id": entry_id, "lines": len(lines), "total": str(from_cents(total))}
 
+    def explode_bom(
+        ctx: ActionContext,
+        item: str,
+        quantity: Any,
+        location: str = "RM-STORES",
+        version: int | None = None,
+    ) -> dict[str, Any]:
+        """What making `quantity` of `item` needs (multi-level, with scrap allowances) and
+        which bought components `location` cannot cover: {requirements, shortages,
+        short: true/false}. Quantities are returned as text (exact decimals)."""
+        requirements = explode(ctx.session, item, quantity, version=version)
+        short = shortages(ctx.session, requirements, location)
+        return {
+            "requirements": [r | {"quantity": str(r["quantity"])} for r in requirements],
+            "shortages": [s | {k: str(s[k]) for k in ("required", "on_hand", "missing")}
+                          for s in short],
+            "short": bool(short),
+        }  # fmt: skip
+
+    registry.register(
+        "mfg.explode_bom", explode_bom,
+        [Param("item", "str", description="the item to make"),
+         Param("quantity", "decimal", description="how many (in its unit)"),
+         Param("location", "str", required=False,
+               description="where components are checked (default RM-STORES)"),
+         Param("version", "int", required=False, description="BOM version (default latest)")],
+    )  # fmt: skip
     registry.register(
         "mfg.post_journal", post_journal,
         [Param("lines", "list", description="[{account, debit | credit, memo}]; must balance"),

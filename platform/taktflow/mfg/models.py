@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taktflow.db import Base
@@ -115,3 +124,38 @@ class StockMovement(Base):
     reference: Mapped[str | None] = mapped_column(String(100), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(300), unique=True)
     moved_by: Mapped[str | None] = mapped_column(String(200))
+
+
+#: How a BOM line's material leaves stock: issued by an operator, or backflushed (consumed
+#: automatically when the operation reports its good quantity).
+ISSUE_METHODS = ("manual", "backflush")
+#: BOM quantities per parent unit keep this many decimals (stored scaled).
+BOM_DECIMALS = 6
+
+
+class Bom(Base):
+    """One version of an item's bill of materials. A new version is a new row: orders keep
+    the version they were released with."""
+
+    __tablename__ = "mfg_bom"
+    __table_args__ = (UniqueConstraint("item", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item: Mapped[str] = mapped_column(ForeignKey("mfg_item.code"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class BomLine(Base):
+    __tablename__ = "mfg_bom_line"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bom_id: Mapped[int] = mapped_column(ForeignKey("mfg_bom.id"), index=True)
+    component: Mapped[str] = mapped_column(ForeignKey("mfg_item.code"))
+    #: Quantity per parent unit, scaled by 10 ** BOM_DECIMALS.
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    #: Expected scrap in hundredths of a percent (250 = 2.5 %), added to the requirement.
+    scrap_bp: Mapped[int] = mapped_column(Integer, default=0)
+    issue_method: Mapped[str] = mapped_column(String(20), default="manual")
+    #: The routing operation that consumes it (its sequence number), if any.
+    operation: Mapped[int | None] = mapped_column(Integer)

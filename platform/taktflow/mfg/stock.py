@@ -59,9 +59,10 @@ def unscaled(item: Item, quantity: int) -> Decimal:
 
 
 def load_master_data(session: Session, path: str | Path) -> dict[str, int]:
-    """Add or update the items and locations of a master-data file:
+    """Add or update the items and locations of a master-data file, and add its BOM versions:
     `items: [{code, name, type, uom, decimals, tracking, standard_cost: {material, labour,
-    overhead}}]`, `locations: [{code, name, kind, account}]`. Counts of each."""
+    overhead}}]`, `locations: [{code, name, kind, account}]`, `boms: [{item, version, lines}]`
+    (see mfg.bom.load_boms). Counts of each."""
     from taktflow.yamlflow.loader import YamlProblem, load
 
     path = Path(path)
@@ -118,7 +119,14 @@ def load_master_data(session: Session, path: str | Path) -> dict[str, int]:
         item.std_overhead_cents = cents["overhead"]
         session.add(item)
     session.flush()
-    return {"items": len(doc.get("items") or []), "locations": len(doc.get("locations") or [])}
+    from taktflow.mfg.bom import load_boms
+
+    boms = doc.get("boms") or []
+    if not isinstance(boms, list):
+        raise ValidationFailed(f"{path}: `boms:` must be a list")
+    load_boms(session, boms, str(path))
+    return {"items": len(doc.get("items") or []), "locations": len(doc.get("locations") or []),
+            "boms": len(boms)}  # fmt: skip
 
 
 def on_hand(session: Session, item: str, location: str, lot: str | None = None) -> Decimal:
