@@ -42,7 +42,7 @@ EMBEDDED_BROKER := $(if $(TAKTFLOW_MQTT_URL),,--embedded-broker)
 run: export TAKTFLOW_MQTT_URL := $(or $(TAKTFLOW_MQTT_URL),$(EMBEDDED_MQTT_URL))
 run: db $(NODE_STAMP)
 	$(BIN)/taktflow deploy forms/ workflows/
-	$(BIN)/taktflow user seed seed_data/users.yaml
+	$(BIN)/taktflow seed
 	@# The connector runtime (with the broker) and the simulated machines run beside the server
 	@# and stop with it.
 	$(BIN)/taktflow connectors run $(EMBEDDED_BROKER) & conn=$$!; \

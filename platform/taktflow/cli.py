@@ -14,6 +14,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -588,13 +589,25 @@ def user_seed(engine: Any, path: str, *, as_json: bool) -> None:
     """Create the demo accounts of PATH that do not exist yet (development only)."""
     from flask import current_app
 
-    from taktflow.app import accounts
-    from taktflow.yamlflow.loader import YamlProblem, load
-
     if current_app.config["TAKTFLOW"].env == "production":
         raise BadRequest(
             "demo accounts have public passwords: set TAKTFLOW_ENV=development to seed them"
         )
+    created = _seed_users(path)
+    _emit(
+        created,
+        as_json,
+        lambda rows: (
+            "\n".join(f"created {_user_line(u)}" for u in rows) or "demo accounts already there"
+        ),
+    )
+
+
+def _seed_users(path: str) -> list[dict[str, Any]]:
+    """The accounts of a users file that did not exist yet, now created."""
+    from taktflow.app import accounts
+    from taktflow.yamlflow.loader import YamlProblem, load
+
     try:
         with open(path, encoding="utf-8") as handle:
             data = load(handle.read())
@@ -621,13 +634,32 @@ def user_seed(engine: Any, path: str, *, as_json: bool) -> None:
                 entry.get("display_name"),
             )
         )
-    _emit(
-        created,
-        as_json,
-        lambda rows: (
-            "\n".join(f"created {_user_line(u)}" for u in rows) or "demo accounts already there"
-        ),
-    )
+    return created
+
+
+@command(cli, "seed")
+@click.option("--folder", type=click.Path(file_okay=False), default="seed_data",
+              show_default=True, help="Folder with chart_of_accounts.yaml, master_data.yaml "
+              "and users.yaml.")  # fmt: skip
+def seed(engine: Any, folder: str, *, as_json: bool) -> None:
+    """Load the demo plant: chart of accounts, items, locations and BOMs (and, outside
+    production, the demo accounts of users.yaml). Safe to run again: it adds what is new."""
+    from flask import current_app
+
+    from taktflow.mfg.seed import load_plant
+
+    for name in ("chart_of_accounts.yaml", "master_data.yaml"):
+        if not (Path(folder) / name).is_file():
+            raise BadRequest(f"{folder}/{name} does not exist")
+    try:
+        counts = load_plant(engine.bind, folder)
+    except OSError as exc:
+        raise BadRequest(f"{folder}: cannot read: {exc.strerror}") from None
+    users = Path(folder) / "users.yaml"
+    if users.is_file() and current_app.config["TAKTFLOW"].env != "production":
+        counts["demo accounts created"] = len(_seed_users(str(users)))
+    _emit(counts, as_json, lambda c: "plant master data: " + ", ".join(
+        f"{n} {what}" for what, n in c.items()))  # fmt: skip
 
 
 @cli.group()
