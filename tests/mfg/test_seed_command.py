@@ -24,8 +24,12 @@ def run(db_url: str, *args: str) -> Any:
 
 
 def count(db_url: str, model: Any) -> int:
-    with Session(create_engine(db_url)) as s:
-        return s.scalar(select(func.count()).select_from(model))
+    engine = create_engine(db_url)
+    try:
+        with Session(engine) as s:
+            return s.scalar(select(func.count()).select_from(model))
+    finally:
+        engine.dispose()  # an open psycopg connection left to the collector fails a later test
 
 
 def test_seed_twice_loads_once(db_url: str) -> None:
