@@ -22,11 +22,9 @@ SEED = Path(__file__).parents[2] / "seed_data"
 def session(sa_engine: Any) -> Any:
     with Session(bind=sa_engine) as s:
         load_chart(s, SEED / "chart_of_accounts.yaml")
-        assert load_master_data(s, SEED / "master_data.yaml") == {
-            "items": 4,
-            "locations": 6,
-            "boms": 2,
-        }
+        counts = load_master_data(s, SEED / "master_data.yaml")
+        assert counts == {"items": 4, "locations": 6, "boms": 2, "work_centers": 3,
+                          "machines": 3, "routings": 2}  # fmt: skip
         yield s
 
 

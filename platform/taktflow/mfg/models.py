@@ -159,3 +159,110 @@ class BomLine(Base):
     issue_method: Mapped[str] = mapped_column(String(20), default="manual")
     #: The routing operation that consumes it (its sequence number), if any.
     operation: Mapped[int | None] = mapped_column(Integer)
+
+
+class WorkCenter(Base):
+    """A group of machines and people that does one kind of work (ISA-95 work center)."""
+
+    __tablename__ = "mfg_work_center"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: Hourly rates in cents, for labour and machine (overhead) absorption.
+    labour_rate_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    machine_rate_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Machine(Base):
+    """A work unit of a work center, linked to the connector that reads it."""
+
+    __tablename__ = "mfg_machine"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    work_center: Mapped[str] = mapped_column(ForeignKey("mfg_work_center.code"), index=True)
+    #: The connector file whose `machine:` is this machine (connectors/<id>.yaml).
+    connector: Mapped[str | None] = mapped_column(String(200))
+
+
+class Routing(Base):
+    """One version of how an item is made: its operations in sequence."""
+
+    __tablename__ = "mfg_routing"
+    __table_args__ = (UniqueConstraint("item", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item: Mapped[str] = mapped_column(ForeignKey("mfg_item.code"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class RoutingOperation(Base):
+    __tablename__ = "mfg_routing_operation"
+    __table_args__ = (UniqueConstraint("routing_id", "sequence"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    routing_id: Mapped[int] = mapped_column(ForeignKey("mfg_routing.id"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    work_center: Mapped[str] = mapped_column(ForeignKey("mfg_work_center.code"))
+    setup_min: Mapped[int] = mapped_column(Integer, default=0)
+    #: Ideal cycle time per unit in milliseconds (OEE's performance uses it).
+    cycle_ms: Mapped[int] = mapped_column(Integer)
+    #: The inspection plan and operator form names (forms/<name>.yaml), if any.
+    inspection: Mapped[str | None] = mapped_column(String(200))
+    form: Mapped[str | None] = mapped_column(String(200))
+
+
+#: Production order states (ISA-95 request states that the plant uses) and the moves allowed.
+ORDER_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "planned": ("released", "cancelled"),
+    "released": ("running", "held", "cancelled"),
+    "running": ("held", "completed"),
+    "held": ("released", "running", "cancelled"),
+    "completed": ("closed",),
+    "closed": (),
+    "cancelled": (),
+}
+
+
+class ProductionOrder(Base):
+    """An order to make a quantity of an item, bound at creation to the BOM and routing
+    versions it will be made with."""
+
+    __tablename__ = "mfg_production_order"
+
+    number: Mapped[str] = mapped_column(String(40), primary_key=True)
+    item: Mapped[str] = mapped_column(ForeignKey("mfg_item.code"), index=True)
+    #: Scaled by 10 ** item.decimals.
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    bom_version: Mapped[int] = mapped_column(Integer)
+    routing_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    priority: Mapped[int] = mapped_column(Integer, default=5)
+    erp_reference: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OrderOperation(Base):
+    """One routing operation of one order, with what the shop floor reported."""
+
+    __tablename__ = "mfg_order_operation"
+    __table_args__ = (UniqueConstraint("order_number", "sequence"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_number: Mapped[str] = mapped_column(ForeignKey("mfg_production_order.number"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    work_center: Mapped[str] = mapped_column(ForeignKey("mfg_work_center.code"))
+    status: Mapped[str] = mapped_column(String(20), default="waiting")
+    planned: Mapped[int] = mapped_column(BigInteger)
+    good: Mapped[int] = mapped_column(BigInteger, default=0)
+    scrap: Mapped[int] = mapped_column(BigInteger, default=0)
+    rework: Mapped[int] = mapped_column(BigInteger, default=0)
+    machine: Mapped[str | None] = mapped_column(String(40))
+    operator: Mapped[str | None] = mapped_column(String(100))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -125,8 +125,11 @@ def load_master_data(session: Session, path: str | Path) -> dict[str, int]:
     if not isinstance(boms, list):
         raise ValidationFailed(f"{path}: `boms:` must be a list")
     load_boms(session, boms, str(path))
+    from taktflow.mfg.routing import load_plant_layout
+
+    layout = load_plant_layout(session, doc, str(path))
     return {"items": len(doc.get("items") or []), "locations": len(doc.get("locations") or []),
-            "boms": len(boms)}  # fmt: skip
+            "boms": len(boms)} | layout  # fmt: skip
 
 
 def on_hand(session: Session, item: str, location: str, lot: str | None = None) -> Decimal:
