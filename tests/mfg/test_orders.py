@@ -77,3 +77,47 @@ def test_bad_routings_are_refused_with_their_place(
         load_plant_layout(session, {"routings": [routing]}, "master.yaml")
     assert message in refused.value.message
     assert "master.yaml: routing 1 (BOLT-M8 v1)" in refused.value.message
+
+
+RELEASE = """\
+process: release_order
+steps:
+  - service: Create the order
+    action: mfg.create_order
+    params: {number: number, item: item, quantity: quantity, erp_reference: "'SO-1'"}
+    result: order
+  - service: Release it
+    action: mfg.set_order_status
+    params: {number: number, status: "'released'"}
+    result: released
+  - service: Complete it too early
+    action: mfg.set_order_status
+    params: {number: number, status: "'closed'"}
+"""
+
+
+def test_a_workflow_creates_and_releases_an_order_and_is_stopped_by_a_wrong_move(
+    sa_engine: Any, clock: ManualClock, session: Session
+) -> None:
+    from taktflow.engine.actions import ActionRegistry, builtin_actions
+    from taktflow.engine.runtime import WorkflowEngine
+    from taktflow.mfg.actions import register_mfg_actions
+    from taktflow.yamlflow import COMPILERS
+
+    session.commit()
+    registry = ActionRegistry()
+    builtin_actions(registry)
+    register_mfg_actions(registry)
+    engine = WorkflowEngine(sa_engine, clock=clock, actions=registry, compilers=COMPILERS)
+    engine.deploy_text("release_order.yaml", RELEASE)
+
+    run = engine.start("release_order", {"number": "PO-9", "item": "BRACKET-A", "quantity": 40})
+
+    view = engine.instance(run["instance_id"])
+    assert view["status"] == "error"
+    assert "PO-9 is released: it can become running, held, cancelled, not closed" in (
+        view["error"]["message"])  # fmt: skip
+    data = view["data"]
+    assert data["order"]["quantity"] == "40" and data["released"]["status"] == "released"
+    session.expire_all()
+    assert order_view(session, "PO-9")["status"] == "released"

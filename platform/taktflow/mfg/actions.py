@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from taktflow.engine.actions import ActionContext, ActionRegistry, Param
 from taktflow.mfg.bom import explode, shortages
 from taktflow.mfg.ledger import from_cents, post_entry, to_cents
+from taktflow.mfg.orders import create_order, set_status
+
+
+def _jsonable(view: Any) -> Any:
+    """Decimals as exact text, for workflow data (JSON)."""
+    if isinstance(view, dict):
+        return {k: _jsonable(v) for k, v in view.items()}
+    if isinstance(view, list):
+        return [_jsonable(v) for v in view]
+    if isinstance(view, Decimal):
+        return str(view)
+    return view
 
 
 def register_mfg_actions(registry: ActionRegistry) -> None:
@@ -45,6 +58,38 @@ def register_mfg_actions(registry: ActionRegistry) -> None:
             "short": bool(short),
         }  # fmt: skip
 
+    def create_production_order(
+        ctx: ActionContext,
+        number: str,
+        item: str,
+        quantity: Any,
+        priority: int = 5,
+        erp_reference: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a production order (state planned) bound to the item's current BOM and
+        routing, with one operation per routing step. Its view, quantities as text."""
+        return _jsonable(create_order(ctx.session, number=number, item=item, quantity=quantity,
+                                      now=ctx.now, priority=priority,
+                                      erp_reference=erp_reference))  # fmt: skip
+
+    def set_order_status(ctx: ActionContext, number: str, status: str) -> dict[str, Any]:
+        """Move a production order to another state (released, running, held, completed,
+        closed, cancelled) along the allowed paths; the step fails naming what is allowed."""
+        return _jsonable(set_status(ctx.session, number, status, now=ctx.now))
+
+    registry.register(
+        "mfg.create_order", create_production_order,
+        [Param("number", "str", description="the order number (unique)"),
+         Param("item", "str", description="the item to make"),
+         Param("quantity", "decimal", description="how many, in its unit"),
+         Param("priority", "int", required=False, description="1 (first) to 9, default 5"),
+         Param("erp_reference", "str", required=False, description="the ERP's own reference")],
+    )  # fmt: skip
+    registry.register(
+        "mfg.set_order_status", set_order_status,
+        [Param("number", "str", description="the order number"),
+         Param("status", "str", description="the new state")],
+    )  # fmt: skip
     registry.register(
         "mfg.explode_bom", explode_bom,
         [Param("item", "str", description="the item to make"),
