@@ -1227,7 +1227,17 @@ def test_user_seed_creates_the_demo_accounts_once_and_never_in_production(
 ) -> None:
     ok("db", "upgrade")
     seeded = ok("user", "seed", "seed_data/users.yaml", env={"TAKTFLOW_ENV": "development"})
-    assert [u["username"] for u in seeded] == ["olga", "quinn", "paul", "mia", "erik", "ada"]
+    assert [u["username"] for u in seeded] == [
+        "olga",
+        "quinn",
+        "paul",
+        "mia",
+        "erik",
+        "ada",
+        "max",
+        "sam",
+        "dora",
+    ]
     assert ok("user", "seed", env={"TAKTFLOW_ENV": "development"}) == []
     refused = tf(
         "user", "seed", env={"TAKTFLOW_ENV": "production", "TAKTFLOW_SECRET_KEY": "x" * 40}

@@ -8,7 +8,10 @@ from sqlalchemy.engine import Engine
 
 import taktflow.auth.models  # noqa: F401 - the account tables
 import taktflow.engine.models  # noqa: F401 - the engine tables
-import taktflow.mfg.models  # noqa: F401 - the ledger tables
+import taktflow.mfg.machine_models  # noqa: F401 - machine time
+import taktflow.mfg.models  # noqa: F401 - the manufacturing tables
+import taktflow.mfg.purchasing_models  # noqa: F401 - purchasing
+import taktflow.mfg.quality_models  # noqa: F401 - quality
 from taktflow.db import Base
 
 

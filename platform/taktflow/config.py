@@ -78,7 +78,7 @@ def _roles(name: str, raw: str) -> str:
 
 
 #: Roles every installation has; a site may add its own with TAKTFLOW_ROLES.
-DEFAULT_ROLES = "operator,planner,quality,supervisor,manager,director,engineer,admin"
+DEFAULT_ROLES = "operator,planner,quality,maintenance,supervisor,manager,director,engineer,admin"
 
 #: The site's MQTT broker when TAKTFLOW_MQTT_URL is not set (a local Mosquitto).
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"

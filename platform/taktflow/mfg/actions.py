@@ -8,7 +8,10 @@ from typing import Any
 from taktflow.engine.actions import ActionContext, ActionRegistry, Param
 from taktflow.mfg.bom import explode, shortages
 from taktflow.mfg.ledger import from_cents, post_entry, to_cents
+from taktflow.mfg.machine_actions import register_machine_actions
 from taktflow.mfg.orders import create_order, set_status
+from taktflow.mfg.purchasing_actions import register_purchasing_actions
+from taktflow.mfg.quality_actions import register_quality_actions
 
 
 def _jsonable(view: Any) -> Any:
@@ -105,3 +108,7 @@ def register_mfg_actions(registry: ActionRegistry) -> None:
          Param("reference", "str", required=False,
                description="what it belongs to, e.g. the production order")],
     )  # fmt: skip
+    # Each area of the model registers its own actions (machine time, quality, purchasing).
+    register_machine_actions(registry)
+    register_quality_actions(registry)
+    register_purchasing_actions(registry)
