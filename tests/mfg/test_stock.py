@@ -23,8 +23,8 @@ def session(sa_engine: Any) -> Any:
     with Session(bind=sa_engine) as s:
         load_chart(s, SEED / "chart_of_accounts.yaml")
         counts = load_master_data(s, SEED / "master_data.yaml")
-        assert counts == {"items": 4, "locations": 6, "boms": 2, "work_centers": 3,
-                          "machines": 3, "routings": 2}  # fmt: skip
+        assert counts == {"items": 16, "locations": 6, "boms": 10, "work_centers": 3,
+                          "machines": 4, "routings": 10}  # fmt: skip
         yield s
 
 

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from taktflow.engine.actions import ActionContext, ActionRegistry, Param
+from taktflow.mfg.actions_support import jsonable
 from taktflow.mfg.bom import explode, shortages
+from taktflow.mfg.execution_actions import register_execution_actions
 from taktflow.mfg.ledger import from_cents, post_entry, to_cents
 from taktflow.mfg.machine_actions import register_machine_actions
 from taktflow.mfg.orders import create_order, set_status
 from taktflow.mfg.purchasing_actions import register_purchasing_actions
 from taktflow.mfg.quality_actions import register_quality_actions
-
-
-def _jsonable(view: Any) -> Any:
-    """Decimals as exact text, for workflow data (JSON)."""
-    if isinstance(view, dict):
-        return {k: _jsonable(v) for k, v in view.items()}
-    if isinstance(view, list):
-        return [_jsonable(v) for v in view]
-    if isinstance(view, Decimal):
-        return str(view)
-    return view
 
 
 def register_mfg_actions(registry: ActionRegistry) -> None:
@@ -71,14 +61,14 @@ def register_mfg_actions(registry: ActionRegistry) -> None:
     ) -> dict[str, Any]:
         """Create a production order (state planned) bound to the item's current BOM and
         routing, with one operation per routing step. Its view, quantities as text."""
-        return _jsonable(create_order(ctx.session, number=number, item=item, quantity=quantity,
+        return jsonable(create_order(ctx.session, number=number, item=item, quantity=quantity,
                                       now=ctx.now, priority=priority,
                                       erp_reference=erp_reference))  # fmt: skip
 
     def set_order_status(ctx: ActionContext, number: str, status: str) -> dict[str, Any]:
         """Move a production order to another state (released, running, held, completed,
         closed, cancelled) along the allowed paths; the step fails naming what is allowed."""
-        return _jsonable(set_status(ctx.session, number, status, now=ctx.now))
+        return jsonable(set_status(ctx.session, number, status, now=ctx.now))
 
     registry.register(
         "mfg.create_order", create_production_order,
@@ -108,7 +98,8 @@ def register_mfg_actions(registry: ActionRegistry) -> None:
          Param("reference", "str", required=False,
                description="what it belongs to, e.g. the production order")],
     )  # fmt: skip
-    # Each area of the model registers its own actions (machine time, quality, purchasing).
+    # Each area of the model registers its own actions.
+    register_execution_actions(registry)
     register_machine_actions(registry)
     register_quality_actions(registry)
     register_purchasing_actions(registry)

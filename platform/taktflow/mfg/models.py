@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -89,6 +90,8 @@ class Item(Base):
     std_material_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     std_labour_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     std_overhead_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: What a scrapped unit is still worth (recovered as scrap), in cents.
+    scrap_value_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class Location(Base):
@@ -244,6 +247,10 @@ class ProductionOrder(Base):
     erp_reference: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The lot its output is received under (set when the order is released).
+    lot: Mapped[str | None] = mapped_column(String(60))
+    #: Good quantity received into stock so far (scaled like `quantity`).
+    received: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class OrderOperation(Base):
@@ -266,3 +273,53 @@ class OrderOperation(Base):
     operator: Mapped[str | None] = mapped_column(String(100))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scrap_reason: Mapped[str | None] = mapped_column(String(100))
+    #: What the machine counted while the operation ran (connector events), beside what the
+    #: operator confirmed (good, scrap): a report compares the two.
+    counted_good: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    counted_reject: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    #: Booked labour and machine time, in seconds (over all passes, rework included).
+    labour_s: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    machine_s: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    #: Units sent back to this operation for rework and not yet reported again.
+    in_rework: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
+class Reservation(Base):
+    """Stock set aside for an order at release: others see it as unavailable until it is
+    issued or the order closes."""
+
+    __tablename__ = "mfg_reservation"
+    __table_args__ = (UniqueConstraint("order_number", "item", "location"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_number: Mapped[str] = mapped_column(ForeignKey("mfg_production_order.number"), index=True)
+    item: Mapped[str] = mapped_column(ForeignKey("mfg_item.code"), index=True)
+    location: Mapped[str] = mapped_column(ForeignKey("mfg_location.code"))
+    #: Scaled by 10 ** item.decimals: what the order needs, and how much of it is issued.
+    required: Mapped[int] = mapped_column(BigInteger)
+    reserved: Mapped[int] = mapped_column(BigInteger)
+    issued: Mapped[int] = mapped_column(BigInteger, default=0)
+    open: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class GenealogyLink(Base):
+    """Lot genealogy: this much of an input lot went into an output lot of an order."""
+
+    __tablename__ = "mfg_genealogy"
+    __table_args__ = (
+        UniqueConstraint("order_number", "parent_item", "parent_lot", "child_item", "child_lot"),
+        Index("ix_mfg_genealogy_child", "child_item", "child_lot"),
+        Index("ix_mfg_genealogy_parent", "parent_item", "parent_lot"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_number: Mapped[str] = mapped_column(ForeignKey("mfg_production_order.number"))
+    #: The output lot (what was made) ...
+    parent_item: Mapped[str] = mapped_column(ForeignKey("mfg_item.code"))
+    parent_lot: Mapped[str] = mapped_column(String(60))
+    #: ... and an input lot consumed to make it, with the quantity (scaled by its item).
+    child_item: Mapped[str] = mapped_column(ForeignKey("mfg_item.code"))
+    child_lot: Mapped[str] = mapped_column(String(60))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -61,8 +61,8 @@ def unscaled(item: Item, quantity: int) -> Decimal:
 def load_master_data(session: Session, path: str | Path) -> dict[str, int]:
     """Add or update the items and locations of a master-data file, and add its BOM versions:
     `items: [{code, name, type, uom, decimals, tracking, standard_cost: {material, labour,
-    overhead}}]`, `locations: [{code, name, kind, account}]`, `boms: [{item, version, lines}]`
-    (see mfg.bom.load_boms). Counts of each."""
+    overhead, scrap_value}}]`, `locations: [{code, name, kind, account}]`,
+    `boms: [{item, version, lines}]` (see mfg.bom.load_boms). Counts of each."""
     from taktflow.yamlflow.loader import YamlProblem, load
 
     path = Path(path)
@@ -104,7 +104,7 @@ def load_master_data(session: Session, path: str | Path) -> dict[str, int]:
             problems.append(f"tracking must be one of {', '.join(TRACKING)}")
         cost = raw.get("standard_cost") or {}
         cents = {}
-        for part in ("material", "labour", "overhead"):
+        for part in ("material", "labour", "overhead", "scrap_value"):
             try:
                 cents[part] = to_cents(cost.get(part, 0), f"standard_cost.{part}")
             except ValueError as exc:
@@ -117,6 +117,7 @@ def load_master_data(session: Session, path: str | Path) -> dict[str, int]:
         item.std_material_cents = cents["material"]
         item.std_labour_cents = cents["labour"]
         item.std_overhead_cents = cents["overhead"]
+        item.scrap_value_cents = cents["scrap_value"]
         session.add(item)
     session.flush()
     from taktflow.mfg.bom import load_boms
@@ -147,6 +148,26 @@ def _on_hand(session: Session, item: str, location: str, lot: str | None) -> int
         inbound = inbound.where(StockMovement.lot == lot)
         outbound = outbound.where(StockMovement.lot == lot)
     return int(session.scalar(inbound)) - int(session.scalar(outbound))
+
+
+def lots_on_hand(session: Session, item: str, location: str) -> list[tuple[str, int]]:
+    """(lot, scaled quantity) of each lot of `item` held at `location`, oldest arrival first:
+    the order in which stock is taken (first in, first out)."""
+    held: dict[str, int] = {}
+    first_in: dict[str, Any] = {}
+    for lot, _source, target, quantity, first in session.execute(
+        select(StockMovement.lot, StockMovement.from_location, StockMovement.to_location,
+               func.sum(StockMovement.quantity), func.min(StockMovement.id))
+        .where(StockMovement.item == item,
+               (StockMovement.to_location == location) | (StockMovement.from_location == location))
+        .group_by(StockMovement.lot, StockMovement.from_location, StockMovement.to_location)
+    ):  # fmt: skip
+        sign = 1 if target == location else -1
+        held[lot] = held.get(lot, 0) + sign * int(quantity)
+        if target == location:
+            first_in[lot] = min(first_in.get(lot, first), first)
+    return sorted(((lot, q) for lot, q in held.items() if q > 0),
+                  key=lambda pair: first_in.get(pair[0], 0))  # fmt: skip
 
 
 def stock_report(session: Session) -> list[dict[str, Any]]:
