@@ -16,9 +16,10 @@ PERMISSIONS: dict[str, frozenset[str] | str] = {
     "process.read": ALL,
     "process.deploy": frozenset({"engineer"}),
     "instance.read": ALL,
-    # Operators work tasks; processes start from planning, quality, management or machines.
+    # Operators work tasks; processes start from planning, quality, maintenance, management
+    # or machines.
     "instance.start": frozenset(
-        {"planner", "quality", "supervisor", "manager", "director", "engineer"}
+        {"planner", "quality", "maintenance", "supervisor", "manager", "director", "engineer"}
     ),
     "instance.control": frozenset({"supervisor", "manager", "engineer"}),
     "message.send": frozenset({"planner", "supervisor", "manager", "engineer"}),

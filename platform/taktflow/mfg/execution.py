@@ -37,6 +37,8 @@ from taktflow.mfg.models import (
     OrderOperation,
     ProductionOrder,
     Reservation,
+    Routing,
+    RoutingOperation,
     StockMovement,
     WorkCenter,
 )
@@ -474,6 +476,14 @@ def receive_finished_goods(
             "received after it completes"
         )
     open_quantity = last.good - order.received
+    if quantity is None and open_quantity == 0:
+        # Everything was scrapped, or is received already: nothing to do, and no error for a
+        # workflow that receives "whatever is left".
+        return order_view(session, number) | {
+            "received": unscaled(product, order.received),
+            "lot": order.lot,
+            "location": None,
+        }
     amount = open_quantity if quantity is None else scaled(product, quantity)
     if amount <= 0 or amount > open_quantity:
         raise ValidationFailed(
@@ -630,6 +640,48 @@ def order_costs(session: Session, number: str) -> dict[str, Any]:
         "variance_cents": variance,
         "wip_cents": all_in - all_out,
     }
+
+
+def floor_operations(session: Session, number: str) -> list[dict[str, Any]]:
+    """The order's operations as the shop floor works them: sequence, name, work center,
+    planned quantity, the routing's inspection plan and operator form, and the machines of
+    the work center as form options ({value, label})."""
+    order = _order(session, number)
+    product = _item(session, order.item)
+    routing = session.scalar(
+        select(Routing).where(Routing.item == order.item, Routing.version == order.routing_version)
+    )
+    steps = {
+        r.sequence: r
+        for r in session.scalars(
+            select(RoutingOperation).where(
+                RoutingOperation.routing_id == (routing.id if routing else -1)
+            )
+        )
+    }
+    out = []
+    for op in session.scalars(
+        select(OrderOperation)
+        .where(OrderOperation.order_number == number)
+        .order_by(OrderOperation.sequence)
+    ):
+        machines = session.scalars(
+            select(Machine).where(Machine.work_center == op.work_center).order_by(Machine.code)
+        )
+        step = steps.get(op.sequence)
+        out.append(
+            {
+                "sequence": op.sequence,
+                "name": op.name,
+                "work_center": op.work_center,
+                "planned": unscaled(product, op.planned),
+                "uom": product.uom,
+                "inspection": step.inspection if step else None,
+                "form": step.form if step else None,
+                "machines": [{"value": m.code, "label": m.name} for m in machines],
+            }
+        )
+    return out
 
 
 def operation_view(session: Session, number: str, sequence: int) -> dict[str, Any]:

@@ -144,7 +144,12 @@ def register_execution_actions(registry: ActionRegistry) -> None:
         """Close a completed order, posting its variances; WIP is zero afterwards."""
         return jsonable(ex.close_order(ctx.session, order, now=ctx.now, actor=ctx.actor))
 
+    def order_operations(ctx: ActionContext, order: str) -> Any:
+        """The order's operations with their inspection plan and machine options."""
+        return jsonable(ex.floor_operations(ctx.session, order))
+
     qty = "decimal"
+    registry.register("mfg.order_operations", order_operations, [order])
     registry.register(
         "mfg.reserve_material",
         reserve_material,
