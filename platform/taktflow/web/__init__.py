@@ -37,7 +37,7 @@ SESSION_USER = "user"
 #: Front-end packages from npm, each served from its own dist/ folder only (a prefix check on
 #: node_modules would let ../package.json through).
 NODE_MODULES = Path(__file__).resolve().parents[3] / "node_modules"
-VENDOR_DIRS = {"bpmn-js": "bpmn-js/dist", "htmx": "htmx.org/dist"}
+VENDOR_DIRS = {"bpmn-js": "bpmn-js/dist", "htmx": "htmx.org/dist", "chartjs": "chart.js/dist"}
 
 #: Navigation: (label, endpoint, permission or None for everyone logged in).
 NAV = [
