@@ -18,6 +18,7 @@ from taktflow.errors import Conflict, ValidationFailed
 from taktflow.mfg.execution import (
     close_order,
     complete_operation,
+    count_on_machine,
     genealogy,
     issue_material,
     order_costs,
@@ -145,7 +146,10 @@ def test_operations_run_in_sequence_and_backflush_their_components(
     start_operation(session, "PO-2", 20, now=clock.now(), machine="press_1", operator="olga")
     context = session.get(MachineContext, "press_1")
     assert context is not None and '"order": "PO-2"' in context.data
-    report_quantity(session, "PO-2", 20, good=39, reject=1)
+    # Counts from the press's connector reach the operation running on it, and only that one.
+    assert count_on_machine(session, "press_1", good=30, reject=1)
+    assert not count_on_machine(session, "press_2", good=5)
+    report_quantity(session, "PO-2", 20, good=9)
     clock.advance(hours=1)
     with pytest.raises(ValidationFailed, match="more than the 40 pcs that reached it"):
         complete_operation(session, "PO-2", 20, good=40, scrap=1, scrap_reason="x",

@@ -123,19 +123,9 @@ class ModbusConnector:
             if not client.connected:
                 await client.connect()
             values = await read_points(client, self.link.device_id, self.blocks, connector)
-        machine = await asyncio.to_thread(machine_context, self.engine, self.definition)
-        sample = Sample(now=datetime.now(UTC), values=values)
-        events, states = [], {}
-        for rule in self.definition.rules:
-            fired, state = evaluate(rule, self.rule_states.get(rule.id, {}), sample,
-                                    connector=connector, machine=machine)  # fmt: skip
-            states[rule.id] = state
-            events.extend(event_dict(event) for event in fired)
-        stored = {f"point:{name}": value for name, value in values.items()}
-        stored |= {f"rule:{rule_id}": state for rule_id, state in states.items()}
-        ids = await asyncio.to_thread(
-            self.engine.record_connector_events, connector, stored, events, deliver=False
-        )
+        events, states, ids = await asyncio.to_thread(
+            record_sample, self.engine, self.definition, self.rule_states, values,
+            datetime.now(UTC))  # fmt: skip
         # Committed: only now does the connector take the new state as its own.
         self.rule_states = states
         self.status.state = "connected"
@@ -165,6 +155,31 @@ class ModbusConnector:
         if message != self.status.last_error:
             log.warning("%s", message)
         self.status.state, self.status.last_error = state, message
+
+
+def record_sample(
+    engine: Any,
+    definition: ConnectorDefinition,
+    rule_states: dict[str, dict[str, Any]],
+    values: dict[str, Any],
+    now: datetime,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], list[int | None]]:
+    """Run a connector's rules on one reading of its points and store the events, the point
+    values and the rules' new states in one transaction: (events, new rule states, inbox ids,
+    None for a duplicate). The caller takes the new states as its own only after this
+    returns (a failure stores nothing, so the next reading produces the events again)."""
+    machine = machine_context(engine, definition)
+    sample = Sample(now=now, values=values)
+    events, states = [], {}
+    for rule in definition.rules:
+        fired, state = evaluate(rule, rule_states.get(rule.id, {}), sample,
+                                connector=definition.id, machine=machine)  # fmt: skip
+        states[rule.id] = state
+        events.extend(event_dict(event) for event in fired)
+    stored = {f"point:{name}": value for name, value in values.items()}
+    stored |= {f"rule:{rule_id}": state for rule_id, state in states.items()}
+    ids = engine.record_connector_events(definition.id, stored, events, deliver=False)
+    return events, states, ids
 
 
 def event_dict(event: Event) -> dict[str, Any]:

@@ -238,6 +238,18 @@ def report_quantity(
     return operation_view(session, number, sequence)
 
 
+def count_on_machine(session: Session, machine: str, *, good: Any = 0, reject: Any = 0) -> bool:
+    """Add a machine's counts (from its connector events) to the operation running on it, if
+    any; False when nothing runs there (the counts still count for the machine's OEE)."""
+    op = session.scalars(select(OrderOperation).where(OrderOperation.machine == machine,
+                                                      OrderOperation.status == "running")
+                         .order_by(OrderOperation.started_at.desc())).first()  # fmt: skip
+    if op is None:
+        return False
+    report_quantity(session, op.order_number, op.sequence, good=good, reject=reject)
+    return True
+
+
 def complete_operation(
     session: Session,
     number: str,
