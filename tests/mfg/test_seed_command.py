@@ -36,11 +36,11 @@ def test_seed_twice_loads_once(db_url: str) -> None:
     first = run(db_url, "seed", "--json")
     assert first.exit_code == 0, first.output
     counts = json.loads(first.stdout)
-    assert counts["accounts"] == 15 and counts["boms"] == 10 and counts["routings"] == 10
+    assert counts["accounts"] == 16 and counts["boms"] == 10 and counts["routings"] == 10
     assert counts["demo accounts created"] > 0
     again = json.loads(run(db_url, "seed", "--json").stdout)
     assert again["demo accounts created"] == 0
-    assert count(db_url, Item) == 16 and count(db_url, Account) == 15
+    assert count(db_url, Item) == 16 and count(db_url, Account) == 16
 
 
 def test_a_broken_master_file_loads_nothing(db_url: str, tmp_path: Path) -> None:
