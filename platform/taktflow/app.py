@@ -93,7 +93,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
 def build_engine(config: Config, bind: Any) -> WorkflowEngine:
     """The workflow engine configured from `config` on the database engine `bind`."""
-    return WorkflowEngine(
+    engine = WorkflowEngine(
         bind,
         actions=build_actions(config),
         message_ttl=timedelta(seconds=config.message_ttl_seconds),
@@ -101,6 +101,16 @@ def build_engine(config: Config, bind: Any) -> WorkflowEngine:
         cache_size=config.workflow_cache_size,
         compilers=COMPILERS,
     )
+    engine.pass_hooks["machine_events"] = project_machine_time
+    return engine
+
+
+def project_machine_time(engine: WorkflowEngine) -> int:
+    """Each worker pass turns new machine events into state intervals and counts (OEE)."""
+    from taktflow.mfg.machine_time import project_machine_events
+
+    done = project_machine_events(engine.bind, now=engine.clock.now())
+    return int(done.get("projected", 0)) if isinstance(done, dict) else 0
 
 
 def build_actions(config: Config) -> ActionRegistry:

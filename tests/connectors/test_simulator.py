@@ -216,7 +216,8 @@ def test_the_demo_settings_load() -> None:
     settings = load_simulation(
         root / "seed_data/simulation.yaml", root / "connectors", "mqtt://127.0.0.1:1884"
     )
-    [press_1] = settings.machines
+    assert [m.id for m in settings.machines] == ["press_1", "laser_1", "press_2"]
+    press_1 = settings.machines[0]
     assert press_1.id == "press_1" and press_1.connector.modbus is not None
     assert press_1.connector.modbus.port == 5020
     [station] = settings.stations

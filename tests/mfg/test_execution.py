@@ -147,9 +147,10 @@ def test_operations_run_in_sequence_and_backflush_their_components(
     context = session.get(MachineContext, "press_1")
     assert context is not None and '"order": "PO-2"' in context.data
     # Counts from the press's connector reach the operation running on it, and only that one.
-    assert count_on_machine(session, "press_1", good=30, reject=1)
-    assert not count_on_machine(session, "press_2", good=5)
-    report_quantity(session, "PO-2", 20, good=9)
+    assert count_on_machine(session, "press_1", total=30)
+    assert count_on_machine(session, "press_1", reject=1)  # one of those 30 was a reject
+    assert not count_on_machine(session, "press_2", total=5)
+    report_quantity(session, "PO-2", 20, good=10)
     clock.advance(hours=1)
     with pytest.raises(ValidationFailed, match="more than the 40 pcs that reached it"):
         complete_operation(session, "PO-2", 20, good=40, scrap=1, scrap_reason="x",

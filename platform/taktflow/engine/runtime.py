@@ -270,6 +270,10 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
     ) -> None:
         self.bind = bind
         self.clock: Clock = clock or SystemClock()
+        #: More work for each worker pass: name -> function(engine) returning a count. The
+        #: application adds what the modules it assembles need (the plant's machine time);
+        #: the engine itself knows nothing of them.
+        self.pass_hooks: dict[str, Callable[[WorkflowEngine], int]] = {}
         if actions is None:
             actions = ActionRegistry()
             builtin_actions(actions)
@@ -1770,11 +1774,14 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
 
     def worker_pass(self) -> dict[str, int]:
         """One pass of the worker: dispatch pending events, fire due timers, expire messages."""
-        return {
+        done = {
             "dispatched": self.dispatch(),
             "timers_fired": self.fire_due_timers(),
             "expired": self.expire_messages(),
         }
+        for name, hook in self.pass_hooks.items():
+            done[name] = hook(self)
+        return done
 
     def run_worker(self, interval: float = 1.0, stop: threading.Event | None = None) -> None:
         """Loop worker passes until `stop` is set; errors are logged, never fatal.

@@ -238,15 +238,20 @@ def report_quantity(
     return operation_view(session, number, sequence)
 
 
-def count_on_machine(session: Session, machine: str, *, good: Any = 0, reject: Any = 0) -> bool:
-    """Add a machine's counts (from its connector events) to the operation running on it, if
-    any; False when nothing runs there (the counts still count for the machine's OEE)."""
+def count_on_machine(session: Session, machine: str, *, total: int = 0, reject: int = 0) -> bool:
+    """Add a machine's counts (from its connector events: `total` parts made, `reject` of
+    them rejected, as the counters report them, possibly in separate events) to the operation
+    running on it; False when nothing runs there (the counts still count for its OEE)."""
     op = session.scalars(select(OrderOperation).where(OrderOperation.machine == machine,
                                                       OrderOperation.status == "running")
                          .order_by(OrderOperation.started_at.desc())).first()  # fmt: skip
     if op is None:
         return False
-    report_quantity(session, op.order_number, op.sequence, good=good, reject=reject)
+    product = _item(session, _order(session, op.order_number).item)
+    scale = 10**product.decimals
+    op.counted_good = max(op.counted_good + (total - reject) * scale, 0)
+    op.counted_reject += reject * scale
+    session.flush()
     return True
 
 
@@ -689,6 +694,8 @@ def floor_operations(session: Session, number: str) -> list[dict[str, Any]]:
                 "planned": unscaled(product, op.planned),
                 "uom": product.uom,
                 "inspection": step.inspection if step else None,
+                # The lot a quality gate inspects ("" for an item not tracked by lot).
+                "lot": (order.lot or f"L-{number}") if product.tracking == "lot" else "",
                 "form": step.form if step else None,
                 "machines": [{"value": m.code, "label": m.name} for m in machines],
             }
