@@ -27,6 +27,12 @@ def test_every_page_renders_without_console_errors(page: Any, login: Any, backen
         "/forms/first_article": "#preview",
         "/forms/preview": "#source",
         "/connectors": "h1",
+        "/reports": "h1",
+        "/reports/inventory": "h1",
+        "/reports/genealogy": "h1",
+        "/reports/orders": "h1",
+        "/reports/trial-balance": "h1",
+        "/reports/journal": "h1",
     }
     for path, selector in pages.items():
         response = page.goto(path)

@@ -6,9 +6,16 @@ failing test for a person to read.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from taktflow.config import DEFAULT_ROLES
+from taktflow.mfg.orders import create_order
+from taktflow.mfg.seed import load_plant
+
+SEED = Path(__file__).parents[2] / "seed_data"
 
 ROLES = DEFAULT_ROLES.split(",")
 EVERYONE = set(ROLES)
@@ -16,6 +23,7 @@ DEPLOYERS = {"engineer", "admin"}
 ASSIGNERS = {"supervisor", "manager", "admin"}
 CONTROLLERS = {"supervisor", "manager", "engineer", "admin"}
 OPERATOR_LANE = {"operator", "admin"}
+REPORT_READERS = {"planner", "quality", "supervisor", "manager", "director", "engineer", "admin"}
 WORKFLOW = """\
 process: lane_check
 lanes: [operator]
@@ -51,6 +59,13 @@ MATRIX: list[tuple[str, str, dict | None, set[str]]] = [
     ("GET", "/forms/sheet", None, DEPLOYERS),
     ("GET", "/forms/preview", None, DEPLOYERS),
     ("POST", "/forms/preview", {"source": FORM}, DEPLOYERS),
+    ("GET", "/reports", None, REPORT_READERS),
+    ("GET", "/reports/inventory", None, REPORT_READERS),
+    ("GET", "/reports/genealogy", None, REPORT_READERS),
+    ("GET", "/reports/orders", None, REPORT_READERS),
+    ("GET", "/reports/orders/PO-1", None, REPORT_READERS),
+    ("GET", "/reports/trial-balance", None, REPORT_READERS),
+    ("GET", "/reports/journal", None, REPORT_READERS),
 ]
 #: Reachable without logging in.
 PUBLIC = {"/login", "/logout", "/static/<path:filename>", "/vendor/<package>/<path:filename>"}
@@ -64,6 +79,11 @@ def test_every_page_with_every_role(app: Any, csrf: Any, sign_in: Any) -> None:
             accounts().create_user(role, [role], f"{role}-pass-1")
         workflow_engine().deploy_text("lane_check.yaml", WORKFLOW)
         workflow_engine().deploy_text("sheet.yaml", FORM)
+        bind = workflow_engine().bind
+        load_plant(bind, SEED)
+        with Session(bind) as s, s.begin():
+            create_order(s, number="PO-1", item="BRACKET-A", quantity=10,
+                         now=workflow_engine().clock.now())  # fmt: skip
     tried = 0
     for role in ROLES:
         client = app.test_client()
@@ -98,6 +118,7 @@ def test_every_page_is_in_the_matrix_or_public(app: Any) -> None:
         .replace("/forms/sheet", "/forms/<name>")
         .replace("/messages/999/", "/messages/<int:message_id>/")
         .replace("/outbox/999/", "/outbox/<int:outbox_id>/")
+        .replace("/reports/orders/PO-1", "/reports/orders/<number>")
         for _, template, _, _ in MATRIX
     }
     pages = {

@@ -28,6 +28,15 @@ PERMISSIONS: dict[str, frozenset[str] | str] = {
     "connector.read": frozenset({"engineer", "supervisor", "manager"}),
     # Sending a dead-lettered event or machine write again: after fixing its cause.
     "connector.replay": frozenset({"engineer"}),
+    # The ERP interface: an ERP's API token belongs to a user with the planner role.
+    "erp.write": frozenset({"planner"}),
+    "erp.read": frozenset({"planner", "supervisor", "manager", "director", "engineer"}),
+    # The plant's reports (inventory, genealogy, order cost, trial balance, journal): the
+    # people who plan, check, run and pay for production; not the shop floor's operators and
+    # maintenance.
+    "report.read": frozenset(
+        {"planner", "quality", "supervisor", "manager", "director", "engineer"}
+    ),
 }
 
 

@@ -47,6 +47,7 @@ NAV = [
     ("Processes", "web.processes", "process.deploy"),
     ("Forms", "web.forms", "process.deploy"),
     ("Connectors", "web.connectors", "connector.read"),
+    ("Reports", "web.plant_reports", "report.read"),
 ]
 
 
@@ -163,4 +164,4 @@ def _safe_next(target: str | None) -> str | None:
 
 
 # The screens register themselves on web_bp.
-from taktflow.web import pages  # noqa: E402, F401
+from taktflow.web import pages, plant_pages  # noqa: E402, F401
