@@ -69,6 +69,17 @@ INSTANCE_KEYS = {
 }
 SETUP_INSTRUCTIONS = "Set up the machine for order PO-1: 103.0 pieces including scrap allowance."
 
+#: The processes of workflows/, by id.
+DEMO_PROCESSES = [
+    "first_article",
+    "machine_downtime",
+    "machine_order",
+    "order_release",
+    "procurement_approval",
+    "quality_gate",
+    "routing_execution",
+]
+
 
 @dataclass
 class Run:
@@ -213,7 +224,7 @@ def test_db_upgrade_creates_the_schema_in_a_new_sqlite_file_and_a_rerun_is_a_no_
     assert again.exit_code == 0, again.stderr
     assert again.json() == {"revision": HEAD, "head": HEAD, "database": url}
     processes = tf("processes", "--json", url=url).json()
-    assert [p["process_id"] for p in processes] == ["first_article", "machine_order"]  # kept
+    assert [p["process_id"] for p in processes] == DEMO_PROCESSES  # kept
 
     human = tf("db", "upgrade", url=url)
     assert human.exit_code == 0
@@ -593,7 +604,7 @@ def test_start_an_unknown_process_exits_3(tf: Taktflow, ok: Callable[..., Any]) 
 
     deploy(ok, WORKFLOWS)
     payload, line = fail(tf, 3, "start", "nope")
-    assert line == "process 'nope' is not deployed (deployed: first_article, machine_order)"
+    assert line == f"process 'nope' is not deployed (deployed: {', '.join(DEMO_PROCESSES)})"
     assert payload["error"]["code"] == "not_found"
 
 
@@ -925,9 +936,14 @@ def test_suspend_resume_terminate(ok: Callable[..., Any], tf: Taktflow) -> None:
 
 # ---------------------------------------------------------------------- worker
 def test_worker_once_on_an_idle_database(ok: Callable[..., Any], tf: Taktflow) -> None:
-    assert ok("worker", "--once") == {"dispatched": 0, "timers_fired": 0, "expired": 0}
+    assert ok("worker", "--once") == {
+        "dispatched": 0,
+        "timers_fired": 0,
+        "expired": 0,
+        "machine_events": 0,
+    }
     human = tf("worker", "--once")
-    assert human.stdout == "dispatched: 0, timers fired: 0, expired: 0\n"
+    assert human.stdout == "dispatched: 0, timers fired: 0, expired: 0, machine events: 0\n"
 
 
 def test_worker_once_fires_due_timers(ok: Callable[..., Any], sql: Engine) -> None:
@@ -938,7 +954,12 @@ def test_worker_once_fires_due_timers(ok: Callable[..., Any], sql: Engine) -> No
     due = datetime.fromisoformat(wait["due"])
     assert 7100 < (due - datetime.now(UTC)).total_seconds() <= 7200
 
-    assert ok("worker", "--once") == {"dispatched": 0, "timers_fired": 0, "expired": 0}
+    assert ok("worker", "--once") == {
+        "dispatched": 0,
+        "timers_fired": 0,
+        "expired": 0,
+        "machine_events": 0,
+    }
 
     with sql.begin() as conn:  # two hours later, as far as the timer table knows
         conn.execute(
@@ -946,11 +967,21 @@ def test_worker_once_fires_due_timers(ok: Callable[..., Any], sql: Engine) -> No
             .where(m.InstanceWait.instance_id == instance_id)
             .values(due_at=datetime(2000, 1, 1, tzinfo=UTC))
         )
-    assert ok("worker", "--once") == {"dispatched": 0, "timers_fired": 1, "expired": 0}
+    assert ok("worker", "--once") == {
+        "dispatched": 0,
+        "timers_fired": 1,
+        "expired": 0,
+        "machine_events": 0,
+    }
     view = instance(ok, instance_id)
     assert view["status"] == "completed"
     assert view["data"]["released"] is True
-    assert ok("worker", "--once") == {"dispatched": 0, "timers_fired": 0, "expired": 0}
+    assert ok("worker", "--once") == {
+        "dispatched": 0,
+        "timers_fired": 0,
+        "expired": 0,
+        "machine_events": 0,
+    }
 
 
 def test_worker_once_dispatches_pending_and_expires_old_messages(
@@ -967,7 +998,12 @@ def test_worker_once_dispatches_pending_and_expires_old_messages(
     assert kept["buffered"] is True
     time.sleep(0.01)
 
-    assert ok("worker", "--once") == {"dispatched": 1, "timers_fired": 0, "expired": 1}
+    assert ok("worker", "--once") == {
+        "dispatched": 1,
+        "timers_fired": 0,
+        "expired": 1,
+        "machine_events": 0,
+    }
 
     assert instance(ok, waiting)["data"]["received_qty"] == 3
     late = ok("start", "goods_receipt", "--data", '{"po_number": "PO-6"}')

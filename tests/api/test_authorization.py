@@ -41,6 +41,10 @@ MATRIX: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/tasks/{task}/unclaim", None, {"operator", "admin"}),
     ("POST", "/tasks/{task}/assign", {"user": "operator"}, {"supervisor", "manager", "admin"}),
     ("POST", "/tasks/{task}/complete", {"data": {}}, {"operator", "admin"}),
+    ("POST", "/erp/operations-schedule", {"ID": "W1", "OperationsRequest": []},
+     {"planner", "admin"}),
+    ("GET", "/erp/production-orders/PO-404/performance", None,
+     {"planner", "supervisor", "manager", "director", "engineer", "admin"}),
 ]  # fmt: skip
 
 
@@ -75,6 +79,7 @@ def test_every_route_is_in_the_matrix_or_public(app: Any) -> None:
         .replace("{task}", "<task_id>")
         .replace("/messages/999/", "/messages/<int:message_id>/")
         .replace("/outbox/999/", "/outbox/<int:outbox_id>/")
+        .replace("/PO-404/", "/<number>/")
         for _, t, _, _ in MATRIX
     }
     routes = set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from taktflow.app import build_actions
 from taktflow.config import Config
 from taktflow.engine.actions import ActionRegistry, builtin_actions
 from taktflow.lint import ERROR, WARNING, lint_paths
@@ -154,8 +155,8 @@ def test_a_form_file_with_a_byte_order_mark_is_linted_as_a_form(tmp_path: Path) 
 
 
 def test_the_shipped_forms_and_workflows_lint_without_errors() -> None:
-    actions = ActionRegistry()
-    builtin_actions(actions)
+    # The actions `make run` registers (the plant's workflows call the manufacturing ones).
+    actions = build_actions(Config.from_env({}, {"connectors_path": str(ROOT / "connectors")}))
     report = lint_paths(
         [ROOT / "forms", ROOT / "workflows"],
         actions=actions,

@@ -1128,6 +1128,11 @@ def test_every_demo_form_prepares_and_accepts_an_empty_optional_submission(path:
     form = parse_form(path.read_text(encoding="utf-8"), str(path))
     data = {
         "order_id": "A-17",
+        "order_number": "A-17",
+        # The other demo forms name what they are about from objects of the task data.
+        "stop": {"machine_name": "A-17"},
+        "purchase_order": {"number": "A-17"},
+        "requisition": {"number": "A-17"},
         "nominal_mm": 25.0,
         "measured_mm": 25.03,
         "deviation_mm": 0.03,

@@ -48,4 +48,4 @@ def register_error_handlers(app: Flask) -> None:
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 # The v1 endpoints and the OpenAPI document register themselves on api_bp.
-from taktflow.api import openapi, v1  # noqa: E402, F401
+from taktflow.api import erp, openapi, v1  # noqa: E402, F401

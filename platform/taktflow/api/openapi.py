@@ -185,6 +185,31 @@ def document() -> dict[str, Any]:
                     responses=_BAD,
                 ),
             },
+            "/erp/operations-schedule": {
+                "post": _op(
+                    "Production orders from the ERP: an ISA-95 OperationsSchedule whose "
+                    "OperationsRequests each start the order release workflow",
+                    "erp.write",
+                    body={
+                        "type": "object",
+                        "required": ["ID", "OperationsRequest"],
+                        "properties": {
+                            "ID": {"type": "string"},
+                            "OperationsRequest": {"type": "array", "items": _OBJECT},
+                        },
+                    },
+                    ok=201,
+                    responses={400: "malformed request", 422: "a request names its problem"},
+                ),
+            },
+            "/erp/production-orders/{number}/performance": {
+                "get": _op(
+                    "An order's ISA-95 OperationsPerformance (JSON, or B2MML XML)",
+                    "erp.read",
+                    params=[_path("number"), _query("format", "json (default) or xml")],
+                    responses=_BAD,
+                ),
+            },
             "/instances": {
                 "get": _op(
                     "Instances, newest first",

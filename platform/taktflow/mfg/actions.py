@@ -10,7 +10,7 @@ from taktflow.mfg.bom import explode, shortages
 from taktflow.mfg.execution_actions import register_execution_actions
 from taktflow.mfg.ledger import from_cents, post_entry, to_cents
 from taktflow.mfg.machine_actions import register_machine_actions
-from taktflow.mfg.orders import create_order, set_status
+from taktflow.mfg.orders import create_order, parse_due, set_status
 from taktflow.mfg.purchasing_actions import register_purchasing_actions
 from taktflow.mfg.quality_actions import register_quality_actions
 
@@ -58,12 +58,13 @@ def register_mfg_actions(registry: ActionRegistry) -> None:
         quantity: Any,
         priority: int = 5,
         erp_reference: str | None = None,
+        due_at: str | None = None,
     ) -> dict[str, Any]:
         """Create a production order (state planned) bound to the item's current BOM and
         routing, with one operation per routing step. Its view, quantities as text."""
         return jsonable(create_order(ctx.session, number=number, item=item, quantity=quantity,
-                                      now=ctx.now, priority=priority,
-                                      erp_reference=erp_reference))  # fmt: skip
+                                     now=ctx.now, priority=priority, erp_reference=erp_reference,
+                                     due_at=parse_due(due_at)))  # fmt: skip
 
     def set_order_status(ctx: ActionContext, number: str, status: str) -> dict[str, Any]:
         """Move a production order to another state (released, running, held, completed,
@@ -76,7 +77,9 @@ def register_mfg_actions(registry: ActionRegistry) -> None:
          Param("item", "str", description="the item to make"),
          Param("quantity", "decimal", description="how many, in its unit"),
          Param("priority", "int", required=False, description="1 (first) to 9, default 5"),
-         Param("erp_reference", "str", required=False, description="the ERP's own reference")],
+         Param("erp_reference", "str", required=False, description="the ERP's own reference"),
+         Param("due_at", "str", required=False,
+               description="when it is due: ISO 8601 date-time with offset")],
     )  # fmt: skip
     registry.register(
         "mfg.set_order_status", set_order_status,

@@ -63,6 +63,26 @@ def create_order(
     return order_view(session, number)
 
 
+def parse_due(value: Any) -> datetime | None:
+    """A due date from ISO 8601 text with an offset (None stays None)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationFailed(
+                f"due date {value!r} is not an ISO 8601 date-time (2026-03-06T14:00:00+01:00)",
+                details={"due_at": "invalid"},
+            ) from None
+    if parsed.tzinfo is None:
+        raise ValidationFailed(f"due date {value!r} needs a UTC offset (Z or +01:00)",
+                               details={"due_at": "no offset"})  # fmt: skip
+    return parsed
+
+
 def set_status(session: Session, number: str, status: str, *, now: datetime) -> dict[str, Any]:
     """Move an order to `status`; Conflict naming what is allowed from where it is."""
     order = _order(session, number)
