@@ -8,7 +8,6 @@ from pathlib import Path
 
 from taktflow.app import build_actions
 from taktflow.config import Config
-from taktflow.engine.actions import ActionRegistry, builtin_actions
 from taktflow.lint import ERROR, WARNING, lint_paths
 
 ROOT = Path(__file__).parents[2]
