@@ -59,6 +59,7 @@ MATRIX: list[tuple[str, str, dict | None, set[str]]] = [
     ("GET", "/forms/sheet", None, DEPLOYERS),
     ("GET", "/forms/preview", None, DEPLOYERS),
     ("POST", "/forms/preview", {"source": FORM}, DEPLOYERS),
+    ("GET", "/dashboard", None, REPORT_READERS),
     ("GET", "/reports", None, REPORT_READERS),
     ("GET", "/reports/inventory", None, REPORT_READERS),
     ("GET", "/reports/genealogy", None, REPORT_READERS),

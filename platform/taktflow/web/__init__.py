@@ -47,6 +47,7 @@ NAV = [
     ("Processes", "web.processes", "process.deploy"),
     ("Forms", "web.forms", "process.deploy"),
     ("Connectors", "web.connectors", "connector.read"),
+    ("Shop floor", "web.plant_dashboard", "report.read"),
     ("Reports", "web.plant_reports", "report.read"),
 ]
 

@@ -152,3 +152,32 @@ def plant_journal(user: Principal) -> str:
             page=_page_number(),
         )  # fmt: skip
     return render_template("plant_journal.html", view=view)
+
+
+# ---------------------------------------------------------------------- shop floor
+#: Seconds between the dashboard's own refreshes.
+DASHBOARD_REFRESH_S = 30
+
+
+@web_bp.get("/dashboard")
+@page(PERMISSION)
+def plant_dashboard(user: Principal) -> str:
+    """The shop floor at a glance: machines, orders, OEE, downtime, quality, approvals."""
+    from taktflow.app import workflow_engine
+    from taktflow.mfg.dashboard import dashboard
+
+    with _session() as session:
+        board = dashboard(session, workflow_engine().clock.now())
+    day = board["oee"]["day"]["machines"]
+    oee_chart = {"labels": list(day), "datasets": [{
+        "label": "OEE today (%)", "backgroundColor": "#2e7d32",
+        "data": [float(f["oee_pct"]) if f and f["oee_pct"] is not None else 0
+                 for f in day.values()]}]}  # fmt: skip
+    reasons = board["downtime"]["reasons"]
+    downtime_chart = {"labels": [r["name"] for r in reasons], "datasets": [{
+        "label": "Minutes", "backgroundColor": "#c62828",
+        "data": [round(float(r["duration_s"]) / 60, 1) for r in reasons]}]}  # fmt: skip
+    return render_template(
+        "plant_dashboard.html", board=board, oee_chart=oee_chart,
+        downtime_chart=downtime_chart, refresh_s=DASHBOARD_REFRESH_S,
+    )  # fmt: skip
