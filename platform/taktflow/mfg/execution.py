@@ -42,8 +42,8 @@ from taktflow.mfg.models import (
     StockMovement,
     WorkCenter,
 )
-from taktflow.mfg.orders import order_view, set_status
-from taktflow.mfg.stock import lots_on_hand, move_stock, scaled, unscaled
+from taktflow.mfg.orders import get_order, order_view, set_status
+from taktflow.mfg.stock import get_item, lots_on_hand, move_stock, scaled, unscaled
 
 #: Where material is taken from, where issued material waits, where output goes.
 STORES = "RM-STORES"
@@ -67,7 +67,7 @@ def reserve_material(
     other open order holds allows. Calling it again (after a goods receipt) tops the
     reservations up. Returns {order, reservations, shortages, short}; a shortage says whether
     the component is bought or made (`make`: it has a BOM of its own)."""
-    order = _order(session, number)
+    order = get_order(session, number)
     if order.status not in ("planned", "released", "held"):
         raise Conflict(
             f"production order {number} is {order.status}: material is reserved before it runs"
@@ -78,7 +78,7 @@ def reserve_material(
         order.lot = lot
     elif order.lot is None:
         order.lot = f"L-{number}"
-    product = _item(session, order.item)
+    product = get_item(session, order.item)
     reservations, short = [], []
     for line, component, required in _requirements(session, order, product):
         found = session.scalar(
@@ -139,7 +139,7 @@ def reserve_material(
 def release_order(session: Session, number: str, *, now: datetime) -> dict[str, Any]:
     """Release a planned (or held) order to the shop floor. Refused while a component is not
     fully reserved: the message names what is missing."""
-    order = _order(session, number)
+    order = get_order(session, number)
     reserved = reserve_material(session, number)
     if reserved["short"]:
         missing = ", ".join(
@@ -163,7 +163,7 @@ def start_operation(
     every earlier operation is completed. The machine, if given, must belong to the
     operation's work center; it is told what it now works on (machine context: order,
     operation, item), which connector rules read as `machine`."""
-    order = _order(session, number)
+    order = get_order(session, number)
     if order.status not in ("released", "running"):
         raise Conflict(
             f"production order {number} is {order.status}: its operations can "
@@ -225,7 +225,7 @@ def report_quantity(
         raise Conflict(
             f"operation {sequence} of {number} is {op.status}: counts are reported while it runs"
         )
-    product = _item(session, _order(session, number).item)
+    product = get_item(session, get_order(session, number).item)
     add_good, add_reject = scaled(product, good, "good"), scaled(product, reject, "reject")
     if add_good < 0 or add_reject < 0:
         raise ValidationFailed(
@@ -247,7 +247,7 @@ def count_on_machine(session: Session, machine: str, *, total: int = 0, reject: 
                          .order_by(OrderOperation.started_at.desc())).first()  # fmt: skip
     if op is None:
         return False
-    product = _item(session, _order(session, op.order_number).item)
+    product = get_item(session, get_order(session, op.order_number).item)
     scale = 10**product.decimals
     op.counted_good = max(op.counted_good + (total - reject) * scale, 0)
     op.counted_reject += reject * scale
@@ -277,8 +277,8 @@ def complete_operation(
     components are consumed (FIFO by lot) for good + scrap plus the line's scrap allowance;
     labour and machine time (given, or the time since the start) are booked at the work
     center's rates; scrapped units go to the scrap location at their recovery value."""
-    order = _order(session, number)
-    product = _item(session, order.item)
+    order = get_order(session, number)
+    product = get_item(session, order.item)
     op = _operation(session, number, sequence)
     if op.status != "running":
         raise Conflict(
@@ -345,8 +345,8 @@ def scrap_quantity(
 ) -> dict[str, Any]:
     """Scrap good units of a completed operation after the fact (a failed quality gate):
     they move from good to scrap and go to the scrap location at their recovery value."""
-    order = _order(session, number)
-    product = _item(session, order.item)
+    order = get_order(session, number)
+    product = get_item(session, order.item)
     op = _operation(session, number, sequence)
     amount = scaled(product, quantity)
     if op.status != "completed":
@@ -378,8 +378,8 @@ def scrap_quantity(
 def rework_operation(session: Session, number: str, sequence: int, quantity: Any) -> dict[str, Any]:
     """Send good units of a completed operation back to it (a quality gate's rework
     disposition): the operation waits for its rework pass; later operations wait again."""
-    order = _order(session, number)
-    product = _item(session, order.item)
+    order = get_order(session, number)
+    product = get_item(session, order.item)
     op = _operation(session, number, sequence)
     amount = scaled(product, quantity)
     if op.status != "completed":
@@ -413,14 +413,14 @@ def issue_material(
     """Issue a component to the order by hand: it moves from stores to the shop floor (WIP),
     lots first in first out unless one is named, and is posted to work in progress at
     standard cost. Only components of the order's BOM can be issued."""
-    order = _order(session, number)
+    order = get_order(session, number)
     if order.status not in ("released", "running"):
         raise Conflict(
             f"production order {number} is {order.status}: material is issued "
             "to released or running orders"
         )
-    component = _item(session, item)
-    product = _item(session, order.item)
+    component = get_item(session, item)
+    product = get_item(session, order.item)
     if item not in {c.code for _, c, _ in _requirements(session, order, product)}:
         raise ValidationFailed(
             f"{item} is not in the bill of materials of {number} "
@@ -479,8 +479,8 @@ def receive_finished_goods(
     (finished goods, or stores for a semi-finished item), and record the lot genealogy: every
     input lot issued or consumed for the order is linked to the output lot. Without a
     quantity: whatever the last operation made good that is not received yet."""
-    order = _order(session, number)
-    product = _item(session, order.item)
+    order = get_order(session, number)
+    product = get_item(session, order.item)
     last = session.scalars(
         select(OrderOperation)
         .where(OrderOperation.order_number == number)
@@ -562,8 +562,8 @@ def close_order(
     material usage (material issued at standard, less the standard material of the good
     units received and the scrap recovered), labour efficiency (labour applied less standard
     labour) and overhead (applied less standard) — so that its WIP is zero afterwards."""
-    order = _order(session, number)
-    product = _item(session, order.item)
+    order = get_order(session, number)
+    product = get_item(session, order.item)
     if order.status == "running":
         set_status(session, number, "completed", now=now)
     if order.status != "completed":
@@ -615,8 +615,8 @@ def order_costs(session: Session, number: str) -> dict[str, Any]:
     """An order's cost, standard against actual, from its journal lines: material issued,
     labour and overhead applied, what was received and scrapped, the WIP balance and the
     variances (cents; positive is unfavourable)."""
-    order = _order(session, number)
-    product = _item(session, order.item)
+    order = get_order(session, number)
+    product = get_item(session, order.item)
 
     def total(account: str, side: str) -> int:
         column = JournalLine.debit_cents if side == "debit" else JournalLine.credit_cents
@@ -663,8 +663,8 @@ def floor_operations(session: Session, number: str) -> list[dict[str, Any]]:
     """The order's operations as the shop floor works them: sequence, name, work center,
     planned quantity, the routing's inspection plan and operator form, and the machines of
     the work center as form options ({value, label})."""
-    order = _order(session, number)
-    product = _item(session, order.item)
+    order = get_order(session, number)
+    product = get_item(session, order.item)
     routing = session.scalar(
         select(Routing).where(Routing.item == order.item, Routing.version == order.routing_version)
     )
@@ -705,7 +705,7 @@ def floor_operations(session: Session, number: str) -> list[dict[str, Any]]:
 
 def operation_view(session: Session, number: str, sequence: int) -> dict[str, Any]:
     op = _operation(session, number, sequence)
-    product = _item(session, _order(session, number).item)
+    product = get_item(session, get_order(session, number).item)
     return {
         "order": number,
         "sequence": op.sequence,
@@ -746,7 +746,7 @@ def genealogy(session: Session, item: str, lot: str, *, direction: str = "backwa
                     GenealogyLink.child_item == code, GenealogyLink.child_lot == lot_code
                 )
             for link in session.scalars(query.order_by(GenealogyLink.id)):
-                child = _item(session, link.child_item)
+                child = get_item(session, link.child_item)
                 rows.append(
                     {
                         "level": level,
@@ -774,15 +774,8 @@ def genealogy(session: Session, item: str, lot: str, *, direction: str = "backwa
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _order(session: Session, number: str) -> ProductionOrder:
-    order = session.get(ProductionOrder, number)
-    if order is None:
-        raise NotFound(f"production order {number!r} does not exist")
-    return order
-
-
 def _operation(session: Session, number: str, sequence: int) -> OrderOperation:
-    _order(session, number)
+    get_order(session, number)
     op = session.scalar(
         select(OrderOperation).where(
             OrderOperation.order_number == number, OrderOperation.sequence == int(sequence)
@@ -791,13 +784,6 @@ def _operation(session: Session, number: str, sequence: int) -> OrderOperation:
     if op is None:
         raise NotFound(f"production order {number} has no operation {sequence}")
     return op
-
-
-def _item(session: Session, code: str) -> Item:
-    item = session.get(Item, code)
-    if item is None:
-        raise NotFound(f"item {code!r} does not exist")
-    return item
 
 
 def _requirements(
@@ -812,7 +798,7 @@ def _requirements(
     for line in session.scalars(
         select(BomLine).where(BomLine.bom_id == bom.id).order_by(BomLine.id)
     ):
-        component = _item(session, line.component)
+        component = get_item(session, line.component)
         out.append(
             (line, component, _line_quantity(line, component, unscaled(product, order.quantity)))
         )
@@ -1114,7 +1100,7 @@ def _consume_leftovers(
         issued[(item, lot)] = issued.get((item, lot), 0) + sign * int(quantity)
     for (item, lot), quantity in sorted(issued.items()):
         if quantity > 0:
-            component = _item(session, item)
+            component = get_item(session, item)
             move_stock(
                 session,
                 item=item,

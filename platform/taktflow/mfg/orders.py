@@ -85,7 +85,7 @@ def parse_due(value: Any) -> datetime | None:
 
 def set_status(session: Session, number: str, status: str, *, now: datetime) -> dict[str, Any]:
     """Move an order to `status`; Conflict naming what is allowed from where it is."""
-    order = _order(session, number)
+    order = get_order(session, number)
     if status not in ORDER_TRANSITIONS:
         raise ValidationFailed(f"status {status!r} is not one of {', '.join(ORDER_TRANSITIONS)}")
     allowed = ORDER_TRANSITIONS[order.status]
@@ -99,7 +99,7 @@ def set_status(session: Session, number: str, status: str, *, now: datetime) -> 
 
 
 def order_view(session: Session, number: str) -> dict[str, Any]:
-    order = _order(session, number)
+    order = get_order(session, number)
     item = session.get(Item, order.item)
     assert item is not None
     ops = session.scalars(select(OrderOperation).where(OrderOperation.order_number == number)
@@ -117,7 +117,7 @@ def order_view(session: Session, number: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _order(session: Session, number: str) -> ProductionOrder:
+def get_order(session: Session, number: str) -> ProductionOrder:
     order = session.get(ProductionOrder, number)
     if order is None:
         raise NotFound(f"production order {number!r} does not exist")

@@ -135,7 +135,7 @@ def load_master_data(session: Session, path: str | Path) -> dict[str, int]:
 
 def on_hand(session: Session, item: str, location: str, lot: str | None = None) -> Decimal:
     """Stock of an item at a location (of one lot, or of all lots)."""
-    found = _item(session, item)
+    found = get_item(session, item)
     return unscaled(found, _on_hand(session, item, location, lot))
 
 
@@ -216,7 +216,7 @@ def move_stock(
         )
         if existing is not None:
             return existing
-    found = _item(session, item)
+    found = get_item(session, item)
     if reason not in REASONS:
         raise ValidationFailed(f"reason {reason!r} is not one of {', '.join(REASONS)}",
                                details={"reason": "unknown"})  # fmt: skip
@@ -256,7 +256,7 @@ def move_stock(
     return movement.id
 
 
-def _item(session: Session, code: str) -> Item:
+def get_item(session: Session, code: str) -> Item:
     found = session.get(Item, code)
     if found is None:
         raise NotFound(f"item {code!r} does not exist")
