@@ -1280,3 +1280,26 @@ def test_user_seed_creates_the_demo_accounts_once_and_never_in_production(
     )
     assert refused.exit_code == 2
     assert "set TAKTFLOW_ENV=development" in refused.stderr
+
+
+def test_scenario_week_prints_each_check_and_exits_0_when_all_pass(tf: Taktflow) -> None:
+    development = {"TAKTFLOW_ENV": "development"}
+    result = tf("scenario", "week", "--orders", "4", "--seed", "3", "--json", env=development)
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert (report["orders"], report["seed"], report["passed"]) == (4, 3, True)
+    assert len(report["checks"]) == 15
+    assert all(c["passed"] for c in report["checks"])
+    # Progress goes to stderr with --json, so stdout stays one JSON document.
+    assert "simulating the week of 2 March 2026: 4 orders, seed 3" in result.stderr
+    again = tf("scenario", "week", "--orders", "4", env=development)
+    assert again.exit_code == 2
+    assert "already holds 4 production orders" in again.stderr
+
+
+def test_scenario_week_refuses_production_and_bad_order_counts(tf: Taktflow) -> None:
+    _, message = fail(tf, 2, "scenario", "week", env={"TAKTFLOW_ENV": "production"})
+    assert "set TAKTFLOW_ENV=development" in message
+    _, message = fail(tf, 2, "scenario", "week", "--orders", "2",
+                      env={"TAKTFLOW_ENV": "development"})  # fmt: skip
+    assert "--orders 2: the week needs at least 4 orders" in message

@@ -662,6 +662,62 @@ def seed(engine: Any, folder: str, *, as_json: bool) -> None:
         f"{n} {what}" for what, n in c.items()))  # fmt: skip
 
 
+def _brief(value: Any) -> str:
+    """A check's value on one line: `key value, key value` for a mapping."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_brief(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+@cli.group()
+def scenario() -> None:
+    """Simulated runs of the demo plant, reconciled (docs/scenario.md)."""
+
+
+@command(scenario, "week")
+@click.option(
+    "--orders",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Production orders the ERP sends during the week (4 to 60).",
+)
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Decides everything random: the same seed gives the same week.")  # fmt: skip
+def scenario_week(engine: Any, orders: int, seed: int, *, as_json: bool) -> None:
+    """Run the demo plant for a simulated week on this (fresh) database and print each
+    reconciliation check; exit status 1 when any fails."""
+    from flask import current_app
+
+    from taktflow.mfg.scenario import WeekSettings, run_week
+
+    config = current_app.config["TAKTFLOW"]
+    if config.env == "production":
+        raise BadRequest(
+            "the scenario writes a simulated week and the demo accounts (public passwords): "
+            "set TAKTFLOW_ENV=development and use a fresh database"
+        )
+    settings = WeekSettings(orders=orders, seed=seed, root=Path.cwd())
+    say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    say(f"simulating the week of 2 March 2026: {orders} orders, seed {seed}")
+    week, checks = run_week(engine.bind, config, settings, progress=say)
+    failed = [c for c in checks if not c.passed]
+    if as_json:
+        click.echo(json.dumps({"orders": orders, "seed": seed, "passed": not failed,
+                               "checks": [c.to_dict() for c in checks]},
+                              indent=2, default=_json_default))  # fmt: skip
+    else:
+        for c in checks:
+            click.echo(f"{'PASS' if c.passed else 'FAIL'}  {c.name}\n"
+                       f"      expected {_brief(c.expected)}\n      actual   {_brief(c.actual)}"
+                       + (f"\n      {c.detail}" if c.detail else ""))  # fmt: skip
+        click.echo(f"{len(checks) - len(failed)} of {len(checks)} checks passed")
+    if failed:
+        sys.exit(1)
+
+
 @cli.group()
 def token() -> None:
     """API tokens for systems (ERP, scripts, connectors)."""

@@ -147,6 +147,13 @@ class SimulatedPress:
             elif self.state in (ALARM, SETUP) and event == self._until:
                 self._enter_running()
 
+    def next_change(self) -> float:
+        """Simulated time of the next change of a counter or of the state (inf while idle):
+        a simulation that steps from change to change reads every part and every stop."""
+        if self.state == RUNNING:
+            return min(self._next_part, self._next_alarm)
+        return self._until
+
     def step(self, now: float) -> None:
         """Advance the model to monotonic time ``now`` (seconds; earlier times are ignored)."""
         if now <= self._clock:
@@ -163,6 +170,13 @@ class SimulatedPress:
         self.alarm_code = 0
         self.state = SETUP
         self._until = self.sim_time + self.setup_s
+
+    def fault(self, code: int, seconds: float, now: float | None = None) -> None:
+        """An alarm `code` now (a scripted breakdown): stopped `seconds`, then running again."""
+        if now is not None:
+            self.step(now)
+        self.state, self.alarm_code = ALARM, code
+        self._until = self.sim_time + seconds
 
     def stop(self, now: float | None = None) -> None:
         """The operator stops the press: idle until ``start``."""
