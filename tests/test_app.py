@@ -172,7 +172,7 @@ def test_home_page_shows_status_and_counts(app: Flask, client: Any, db_url: str)
     assert f"version {__version__}</p>" in page
     assert f"<tr><th>Database</th><td>{backend(db_url)}</td></tr>" in page
     assert f"<tr><th>Schema</th><td><code>{HEAD}</code></td></tr>" in page
-    assert "<tr><th>Processes</th><td>7</td></tr>" in page  # the demo workflows
+    assert "<tr><th>Processes</th><td>8</td></tr>" in page  # the demo workflows
     assert "<tr><th>Instances</th><td>2</td></tr>" in page
     assert "<tr><th>Ready tasks</th><td>2</td></tr>" in page
     assert "<tr><th>Worker</th><td>embedded</td></tr>" in page
@@ -328,6 +328,7 @@ def test_flask_runs_the_taktflow_commands(app: Flask, db_url: str, tmp_path: Pat
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [(r["process_id"], r["version"], r["name"]) for r in rows] == [
+        ("financial_posting", 1, "Financial posting"),
         ("first_article", 1, "First article inspection"),
         ("machine_downtime", 1, "Machine downtime"),
         ("machine_order", 1, "Machine order"),

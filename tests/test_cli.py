@@ -71,6 +71,7 @@ SETUP_INSTRUCTIONS = "Set up the machine for order PO-1: 103.0 pieces including 
 
 #: The processes of workflows/, by id.
 DEMO_PROCESSES = [
+    "financial_posting",
     "first_article",
     "machine_downtime",
     "machine_order",

@@ -20,6 +20,7 @@ FILES = (
     "workflows/order_release.yaml",
     "workflows/routing_execution.yaml",
     "workflows/quality_gate.yaml",
+    "workflows/financial_posting.bpmn",
     "forms",
 )
 

@@ -29,9 +29,12 @@ from taktflow.mfg.stock import move_stock, on_hand
 FILES = (
     "workflows/order_release.yaml",
     "workflows/routing_execution.yaml",
+    "workflows/financial_posting.bpmn",
+    "forms/variance_review.yaml",
     "forms/order_release_approval.yaml",
     "forms/start_operation.yaml",
     "forms/complete_operation.yaml",
+    "forms/issue_material.yaml",
 )
 
 #: Stands in for workflows/quality_gate.yaml: the inspector types the disposition.
@@ -244,3 +247,46 @@ def test_the_quality_gate_sends_the_lot_back_or_scraps_it(
         assert s.get(ProductionOrder, "PO-13").status == "closed"
         assert balance(s, "1410", "PO-13") == 0
         assert balance(s, "1430", "PO-13") == Decimal(2 * expected_scrap)
+
+
+def test_sheet_metal_is_issued_by_hand_for_what_the_cut_made(
+    plant: WorkflowEngine, sa_engine: Engine, clock: ManualClock
+) -> None:
+    stock(sa_engine, clock, "STEEL-S355-3", 60, "HEAT-1")
+    stock(sa_engine, clock, "STEEL-S355-3", 60, "HEAT-2")
+    instance = start_order(plant, "PO-14", "HINGE-BLANK", 100)
+    do(plant, "Approve release", {"decision": "release"}, actor="paul")
+    run_operation(plant, "laser_1", good=90, scrap=5)
+    # 95 cut at 0.8 kg each with 5 % allowance: 79.8 kg proposed; the operator takes 80.
+    [task] = plant.tasks(instance)
+    assert task["title"] == "Issue material"
+    forms = TaskForms(plant, AccountService(plant.bind, DEFAULT_ROLES.split(",")))
+    shown = forms.view(task["task_id"], html=True)["form"]
+    fields = {f["name"]: f for section in shown["sections"] for f in section["fields"]}
+    assert str(fields["issued_quantity"]["default"]) == "79.8", fields["issued_quantity"]
+    do(plant, "Issue material", {"issued_quantity": "80"})
+    view = plant.instance(instance)
+    assert view["status"] == "completed", view.get("error")
+    with Session(sa_engine) as s:
+        # Oldest lot first, then the rest; what was issued and not used shows as a variance.
+        assert on_hand(s, "STEEL-S355-3", "RM-STORES", "HEAT-1") == 0
+        assert on_hand(s, "STEEL-S355-3", "RM-STORES", "HEAT-2") == 40
+        assert s.get(ProductionOrder, "PO-14").status == "closed"
+        assert on_hand(s, "HINGE-BLANK", "RM-STORES", None) == 90
+        assert balance(s, "1410", "PO-14") == 0 and trial_balance(s)["balanced"]
+
+
+def test_a_rework_pass_issues_nothing_more(
+    plant: WorkflowEngine, sa_engine: Engine, clock: ManualClock
+) -> None:
+    from taktflow.mfg.execution import manual_issues, rework_operation
+
+    stock(sa_engine, clock, "STEEL-S355-3", 100, "HEAT-1")
+    start_order(plant, "PO-15", "HINGE-BLANK", 50)
+    do(plant, "Approve release", {"decision": "release"}, actor="paul")
+    run_operation(plant, "laser_1", good=50)
+    do(plant, "Issue material", {"issued_quantity": "42"})
+    with Session(sa_engine) as s, s.begin():
+        assert manual_issues(s, "PO-15", 10) == []
+        rework_operation(s, "PO-15", 10, 5)
+        assert manual_issues(s, "PO-15", 10) == []

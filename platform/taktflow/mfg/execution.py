@@ -465,6 +465,34 @@ def issue_material(
     }
 
 
+def manual_issues(session: Session, number: str, sequence: int) -> list[dict[str, Any]]:
+    """What is still to be issued by hand for an operation: each BOM line with issue method
+    `manual` at this operation, for the units it made (good + scrap) with the line's scrap
+    allowance, less what was already issued to the order. Nothing for an operation that has
+    made nothing yet (and nothing more on a rework pass: reworked units took their material)."""
+    order = get_order(session, number)
+    product = get_item(session, order.item)
+    op = _operation(session, number, sequence)
+    made = unscaled(product, op.good + op.scrap)
+    out = []
+    for line, component, _ in _requirements(session, order, product):
+        if line.issue_method != "manual" or line.operation != sequence:
+            continue
+        issued = session.scalar(
+            select(func.coalesce(func.sum(StockMovement.quantity), 0)).where(
+                StockMovement.reference == number,
+                StockMovement.item == component.code,
+                StockMovement.reason == "issue",
+            )
+        )
+        missing = _line_quantity(line, component, made) - int(issued or 0)
+        if missing > 0:
+            out.append({"component": component.code, "name": component.name,
+                        "uom": component.uom, "quantity": unscaled(component, missing),
+                        "lot_tracked": component.tracking == "lot"})  # fmt: skip
+    return out
+
+
 def receive_finished_goods(
     session: Session,
     number: str,

@@ -144,6 +144,16 @@ def register_execution_actions(registry: ActionRegistry) -> None:
         """Close a completed order, posting its variances; WIP is zero afterwards."""
         return jsonable(ex.close_order(ctx.session, order, now=ctx.now, actor=ctx.actor))
 
+    def manual_issues(ctx: ActionContext, order: str, sequence: int) -> Any:
+        """Components still to issue by hand for what the operation made:
+        [{component, name, uom, quantity, lot_tracked}]."""
+        return jsonable(ex.manual_issues(ctx.session, order, sequence))
+
+    def order_costs(ctx: ActionContext, order: str) -> Any:
+        """The order's cost, standard against actual, in cents: {actual_cents, standard_cents,
+        variance_cents (positive is unfavourable), scrap_recovered_cents, wip_cents, ...}."""
+        return jsonable(ex.order_costs(ctx.session, order))
+
     def order_operations(ctx: ActionContext, order: str) -> Any:
         """The order's operations with their inspection plan and machine options."""
         return jsonable(ex.floor_operations(ctx.session, order))
@@ -248,3 +258,5 @@ def register_execution_actions(registry: ActionRegistry) -> None:
         [order, sequence, Param("quantity", qty, description="units to rework")],
     )
     registry.register("mfg.close_order", close_order, [order])
+    registry.register("mfg.order_costs", order_costs, [order])
+    registry.register("mfg.manual_issues", manual_issues, [order, sequence])

@@ -42,7 +42,7 @@ from taktflow.engine.models import ProcessInstance
 from taktflow.engine.runtime import WorkflowEngine
 from taktflow.errors import TaktflowError
 from taktflow.forms.service import TaskForms
-from taktflow.mfg.execution import issue_material, operation_view
+from taktflow.mfg.execution import operation_view
 from taktflow.mfg.ledger import post_entry
 from taktflow.mfg.machine_time import shift_spans, signal_reason
 from taktflow.mfg.models import (
@@ -167,6 +167,8 @@ class WeekLog:
     unexpected_tasks: list[str] = field(default_factory=list)
     skipped_approvals: list[str] = field(default_factory=list)
     gate_failures: list[str] = field(default_factory=list)
+    #: Orders whose cost was beyond tolerance: a manager signed their variances.
+    variance_reviews: list[str] = field(default_factory=list)
     opening_stock: dict[str, int] = field(default_factory=dict)
     finished_at: datetime | None = None
 
@@ -445,6 +447,8 @@ class Week:
             "goods_receipt": self._receive_goods,
             "give_reason": self._give_reason,
             "repair_machine": self._repair,
+            "review_the_variances": self._review_variances,
+            "issue_material": self._issue_material,
         }
         for task in self.engine.tasks():
             key = task["task_id"]
@@ -533,8 +537,6 @@ class Week:
         else:
             scrap = sum(1 for _ in range(job.target) if self.rng.random() < 0.015)
             good = job.target - scrap
-        if not job.rework:
-            self._issue_by_hand(job, good + scrap)
         values: dict[str, Any] = {"good": good, "scrap": scrap}
         if scrap:
             values["scrap_reason"] = self.rng.choice(["burr", "crack", "dimension", "surface"])
@@ -543,25 +545,10 @@ class Week:
         del self.jobs_by_instance[task["instance_id"]]
         return True
 
-    def _issue_by_hand(self, job: Job, made: int) -> None:
-        """Sheet metal is issued by hand when the cut is reported: what the parts made took,
-        with the BOM's scrap allowance."""
-        with Session(self.bind) as session, session.begin():
-            order = session.get(ProductionOrder, job.order)
-            assert order is not None
-            for line, component in _bom(session, order.item, order.bom_version):
-                if line.issue_method != "manual" or line.operation != job.sequence:
-                    continue
-                quantity = bom_need(line, component, made)
-                if quantity:
-                    issue_material(
-                        session,
-                        job.order,
-                        component.code,
-                        unscaled(component, quantity),
-                        now=self.clock.now(),
-                        actor=OPERATOR,
-                    )
+    def _issue_material(self, task: dict, data: dict, now: datetime) -> bool:
+        # The operator takes what the form proposes: what the parts took, with the allowance.
+        self._submit(task, OPERATOR, {"issued_quantity": data["issue"]["quantity"]})
+        return True
 
     def _inspect(self, task: dict, data: dict, now: datetime) -> bool:
         number = data["order_number"]
@@ -646,6 +633,16 @@ class Week:
         # A machine stopped at the end of its order and waiting for the next one.
         reason = reason or ("NO-ORDER" if data.get("state") == "idle" else "OTHER")
         self._submit(task, OPERATOR, {"reason": reason, "note": "scenario week"})
+        return True
+
+    def _review_variances(self, task: dict, data: dict, now: datetime) -> bool:
+        values = {
+            "variance_decision": "post",
+            "variance_signature": self.passwords[MANAGER],
+            "variance_comment": "reviewed: set-up and learning time of the week",
+        }
+        self._submit(task, MANAGER, values)
+        self.log.variance_reviews.append(data["order_number"])
         return True
 
     def _repair(self, task: dict, data: dict, now: datetime) -> bool:

@@ -465,16 +465,20 @@ def _gate(s: Session, log: Any, role: str) -> Check:
         }
         name = f"lot of {order} failed its gate, was reworked and passed"
     else:
+        # Nothing received against all the cost: financial posting must have asked a manager.
+        actual["variances reviewed"] = order in log.variance_reviews
         passed = (
             dispositions == ["scrap"]
             and actual["order"] == "closed"
             and (found is not None and found.received == 0)
+            and actual["variances reviewed"]
         )
         expected = {
             "nonconformances": ["scrap"],
             "order": "closed",
             "received": "0",
             "units reworked": "0",
+            "variances reviewed": True,
         }
         name = f"lot of {order} failed its gate and was scrapped"
     return Check(name, expected, actual, passed)
