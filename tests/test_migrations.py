@@ -12,6 +12,7 @@ import taktflow.mfg.machine_models  # noqa: F401 - machine time
 import taktflow.mfg.models  # noqa: F401 - the manufacturing tables
 import taktflow.mfg.purchasing_models  # noqa: F401 - purchasing
 import taktflow.mfg.quality_models  # noqa: F401 - quality
+import taktflow.mfg.sales  # noqa: F401 - sales orders
 from taktflow.db import Base
 
 

@@ -32,6 +32,7 @@ def test_every_page_renders_without_console_errors(page: Any, login: Any, backen
         "/reports/inventory": "h1",
         "/reports/genealogy": "h1",
         "/reports/orders": "h1",
+        "/reports/sales-orders": "h1",
         "/reports/trial-balance": "h1",
         "/reports/journal": "h1",
     }

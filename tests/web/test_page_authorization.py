@@ -65,6 +65,7 @@ MATRIX: list[tuple[str, str, dict | None, set[str]]] = [
     ("GET", "/reports/genealogy", None, REPORT_READERS),
     ("GET", "/reports/orders", None, REPORT_READERS),
     ("GET", "/reports/orders/PO-1", None, REPORT_READERS),
+    ("GET", "/reports/sales-orders", None, REPORT_READERS),
     ("GET", "/reports/trial-balance", None, REPORT_READERS),
     ("GET", "/reports/journal", None, REPORT_READERS),
 ]

@@ -267,3 +267,50 @@ def test_trial_balance_and_journal(app: Any, reader: Any, plant: None) -> None:
     assert len(re.findall(r'class="card entry"', by_account)) == 1
     none = html(reader.get("/reports/journal?reference=ADJ"))
     assert "No entries with reference ADJ" in none and "must match exactly" in none
+
+
+def test_sales_orders_page_lists_the_seeded_orders_for_readers_only(
+    app: Any, reader: Any, tmp_path: Path, sign_in: Any
+) -> None:
+    from taktflow.app import accounts, workflow_engine
+    from taktflow.mfg.orders import create_order
+    from taktflow.mfg.sales import load_sales_orders
+
+    build_plant(app, tmp_path, run=False)
+    assert "No sales orders yet" in html(reader.get("/reports/sales-orders"))
+    extra = tmp_path / "more_sales_orders.yaml"
+    extra.write_text('sales_orders:\n  - {number: SO-X1, customer: "Kunde <b>fett</b>", '
+                     "item: WEB-PART, quantity: 10, due_on: 2026-03-31}\n")  # fmt: skip
+    with app.app_context():
+        engine = workflow_engine()
+        with Session(engine.bind) as s, s.begin():
+            assert load_sales_orders(s, SEED / "sales_orders.yaml") == 5
+            load_sales_orders(s, extra)
+            create_order(s, number="PO-S1", item="BRACKET-A", quantity=400,
+                         now=engine.clock.now(), erp_reference="SO-1001/1")  # fmt: skip
+
+    page = html(reader.get("/reports/sales-orders"))
+    rows = re.findall(r'<tr data-sales-order="([^"]+)">', page)
+    assert rows == ["SO-1001", "SO-1003", "SO-1002", "SO-1004", "SO-1005", "SO-X1"]
+    row = re.search(r'<tr data-sales-order="SO-1001">.*?</tr>', page, re.S).group(0)
+    assert "Nordbau Fassaden GmbH" in row and "2026-03-06" in row
+    quantities = dict(re.findall(r'data-qty="(\w+)">([^<]*)<', row))
+    assert quantities == {"ordered": "600", "in_production": "400", "received": "0",
+                          "open": "600 pcs"}  # fmt: skip
+    assert 'href="/reports/orders/PO-S1"' in row and "planned" in row
+    assert "production planned, not released yet; 200 pcs not planned yet" in row
+    untouched = re.search(r'<tr data-sales-order="SO-1002">.*?</tr>', page, re.S).group(0)
+    assert "no production order yet" in untouched
+    assert "<b>fett</b>" not in page and "Kunde &lt;b&gt;fett&lt;/b&gt;" in page
+    overview = html(reader.get("/reports"))
+    assert 'href="/reports/sales-orders"' in overview
+    assert re.search(r'id="overview-sales">.*?class="value">6<', overview, re.S)
+
+    with app.app_context():
+        accounts().create_user("olga", ["operator"], "olga-pass-1")
+    operator = app.test_client()
+    assert sign_in(operator, "olga", "olga-pass-1").status_code == 302
+    refused = operator.get("/reports/sales-orders")
+    assert refused.status_code == 403
+    assert "report.read needs one of the roles" in html(refused)
+    assert "SO-1001" not in html(refused)

@@ -14,6 +14,7 @@ from taktflow.mfg.ledger import load_chart
 from taktflow.mfg.machine_actions import seed_machine
 from taktflow.mfg.purchasing_actions import seed_purchasing
 from taktflow.mfg.quality_actions import seed_quality
+from taktflow.mfg.sales import seed_sales
 from taktflow.mfg.stock import load_master_data
 
 CHART_FILE = "chart_of_accounts.yaml"
@@ -26,6 +27,6 @@ def load_plant(bind: Engine, folder: str | Path) -> dict[str, Any]:
     with Session(bind=bind) as session, session.begin():
         counts: dict[str, Any] = {"accounts": load_chart(session, folder / CHART_FILE)}
         counts |= load_master_data(session, folder / MASTER_FILE)
-        for seed_area in (seed_machine, seed_quality, seed_purchasing):
+        for seed_area in (seed_machine, seed_quality, seed_purchasing, seed_sales):
             counts |= seed_area(session, folder)
     return counts

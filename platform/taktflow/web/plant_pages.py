@@ -1,8 +1,9 @@
 """The plant's reports as pages: inventory by location and lot, lot genealogy, production order
-cost, trial balance and journal (docs/reports.md).
+cost, sales orders, trial balance and journal (docs/reports.md).
 
-Views are thin: each reads the request, calls one query of taktflow.mfg.reports in a
-read-only session and renders. Every page needs `report.read`.
+Views are thin: each reads the request, calls one query of taktflow.mfg.reports (or of the
+area's own module, taktflow.mfg.sales) in a read-only session and renders. Every page needs
+`report.read`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from taktflow.auth.service import Principal
 from taktflow.errors import NotFound, ValidationFailed
-from taktflow.mfg import reports
+from taktflow.mfg import reports, sales
 from taktflow.web import page, web_bp
 
 PERMISSION = "report.read"
@@ -73,6 +74,7 @@ def plant_reports(user: Principal) -> str:
     """The reports' start page: each report with its key figure."""
     with _session() as session:
         figures = reports.overview(session)
+        figures["sales"] = sales.sales_summary(session)
     return render_template("plant_reports.html", figures=figures)
 
 
@@ -131,6 +133,19 @@ def plant_order(user: Principal, number: str) -> str:
     with _session() as session:
         view = reports.order_cost_report(session, number)
     return render_template("plant_order.html", view=view)
+
+
+@web_bp.get("/reports/sales-orders")
+@page(PERMISSION)
+def plant_sales_orders(user: Principal) -> str:
+    """Sales orders, earliest due first, with the production orders made for them and what
+    they have received; late ones marked against the engine's clock."""
+    from taktflow.app import workflow_engine
+
+    today = workflow_engine().clock.now().date()
+    with _session() as session:
+        orders = sales.sales_order_views(session, today=today)
+    return render_template("plant_sales_orders.html", orders=orders, today=today)
 
 
 @web_bp.get("/reports/trial-balance")
