@@ -1141,7 +1141,9 @@ def test_every_demo_form_prepares_and_accepts_an_empty_optional_submission(path:
     }
     for html in (True, False):
         prepared = prepare(form, data, html=html)
-        assert "A-17" in prepared["title"]
+        # A form that starts something (the planner's new order) has no subject yet.
+        if form.name != "production_order_request":
+            assert "A-17" in prepared["title"]
     with pytest.raises(ValidationFailed) as info:
         submit(form, {}, data)
     required = {f.name for f in form.fields if f.required and f.show_if is None}

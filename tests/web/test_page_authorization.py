@@ -23,6 +23,7 @@ DEPLOYERS = {"engineer", "admin"}
 ASSIGNERS = {"supervisor", "manager", "admin"}
 CONTROLLERS = {"supervisor", "manager", "engineer", "admin"}
 OPERATOR_LANE = {"operator", "admin"}
+PLANNERS = {"planner", "admin"}
 REPORT_READERS = {"planner", "quality", "supervisor", "manager", "director", "engineer", "admin"}
 WORKFLOW = """\
 process: lane_check
@@ -59,6 +60,8 @@ MATRIX: list[tuple[str, str, dict | None, set[str]]] = [
     ("GET", "/forms/sheet", None, DEPLOYERS),
     ("GET", "/forms/preview", None, DEPLOYERS),
     ("POST", "/forms/preview", {"source": FORM}, DEPLOYERS),
+    ("GET", "/orders/new", None, PLANNERS),
+    ("POST", "/orders/new", {}, PLANNERS),
     ("GET", "/dashboard", None, REPORT_READERS),
     ("GET", "/reports", None, REPORT_READERS),
     ("GET", "/reports/inventory", None, REPORT_READERS),

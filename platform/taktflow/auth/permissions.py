@@ -28,6 +28,8 @@ PERMISSIONS: dict[str, frozenset[str] | str] = {
     "connector.read": frozenset({"engineer", "supervisor", "manager"}),
     # Sending a dead-lettered event or machine write again: after fixing its cause.
     "connector.replay": frozenset({"engineer"}),
+    # A new production order from the planner's page (it starts order release).
+    "order.create": frozenset({"planner"}),
     # The ERP interface: an ERP's API token belongs to a user with the planner role.
     "erp.write": frozenset({"planner"}),
     "erp.read": frozenset({"planner", "supervisor", "manager", "director", "engineer"}),

@@ -39,12 +39,15 @@ class TaskForms:
         name = task.get("form")
         if not name:
             return None
+        return self._deployed(name, f"task {task['task_id']}")
+
+    def _deployed(self, name: str, user: str) -> FormDefinition:
         try:
             return self.engine.form(name)
         except NotFound:
             raise Conflict(
-                f"task {task['task_id']} uses form {name!r}, which is not deployed: an engineer "
-                f"deploys forms/{name}.yaml (`taktflow deploy forms/`)"
+                f"{user} uses form {name!r}, which is not deployed: an engineer deploys "
+                f"forms/{name}.yaml (`taktflow deploy forms/`)"
             ) from None
 
     def view(self, task_id: str, *, html: bool) -> dict[str, Any]:
@@ -60,6 +63,32 @@ class TaskForms:
         return prepare(form, data, self.lookups, html=True)
 
     # ------------------------------------------------------------------ submitting
+    def check(
+        self,
+        form_name: str,
+        raw: Mapping[str, Any],
+        data: Mapping[str, Any],
+        *,
+        actor: str | None,
+        strict: bool,
+    ) -> dict[str, Any]:
+        """Validate `raw` against the deployed form `form_name` shown with `data`, outside any
+        task (a form that starts something): the values, or ValidationFailed per field. Such a
+        form cannot be signed: there is no task whose data a signature would cover."""
+        form = self._deployed(form_name, "this page")
+        signer = Signer(
+            username=actor or "unknown",
+            display_name=None,
+            check_password=lambda _password: False,
+            now=self.engine.clock.now,
+        )
+        return validate(form, raw, data, signer=signer, lookups=self.lookups, strict=strict)
+
+    def prepared(self, form_name: str, data: Mapping[str, Any], *, html: bool) -> dict[str, Any]:
+        """The deployed form `form_name` prepared with `data` (Conflict when not deployed)."""
+        form = self._deployed(form_name, "this page")
+        return prepare(form, data, self.lookups, html=html)
+
     def submit(
         self,
         task_id: str,

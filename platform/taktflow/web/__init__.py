@@ -47,6 +47,7 @@ NAV = [
     ("Processes", "web.processes", "process.deploy"),
     ("Forms", "web.forms", "process.deploy"),
     ("Connectors", "web.connectors", "connector.read"),
+    ("New order", "web.new_order", "order.create"),
     ("Shop floor", "web.plant_dashboard", "report.read"),
     ("Reports", "web.plant_reports", "report.read"),
 ]
@@ -165,4 +166,4 @@ def _safe_next(target: str | None) -> str | None:
 
 
 # The screens register themselves on web_bp.
-from taktflow.web import pages, plant_pages  # noqa: E402, F401
+from taktflow.web import pages, planning_pages, plant_pages  # noqa: E402, F401
