@@ -642,8 +642,9 @@ def _seed_users(path: str) -> list[dict[str, Any]]:
               show_default=True, help="Folder with chart_of_accounts.yaml, master_data.yaml "
               "and users.yaml.")  # fmt: skip
 def seed(engine: Any, folder: str, *, as_json: bool) -> None:
-    """Load the demo plant: chart of accounts, items, locations and BOMs (and, outside
-    production, the demo accounts of users.yaml). Safe to run again: it adds what is new."""
+    """Load the demo plant: chart of accounts, items, locations and BOMs, its opening stock
+    (once) and, outside production, the demo accounts of users.yaml. Safe to run again: it
+    adds what is new."""
     from flask import current_app
 
     from taktflow.mfg.seed import load_plant
@@ -652,7 +653,7 @@ def seed(engine: Any, folder: str, *, as_json: bool) -> None:
         if not (Path(folder) / name).is_file():
             raise BadRequest(f"{folder}/{name} does not exist")
     try:
-        counts = load_plant(engine.bind, folder)
+        counts = load_plant(engine.bind, folder, opening_stock_at=engine.clock.now())
     except OSError as exc:
         raise BadRequest(f"{folder}: cannot read: {exc.strerror}") from None
     users = Path(folder) / "users.yaml"
