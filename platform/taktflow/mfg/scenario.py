@@ -56,6 +56,7 @@ from taktflow.mfg.models import (
     RoutingOperation,
 )
 from taktflow.mfg.quality import plan_view
+from taktflow.mfg.sales import SalesOrder
 from taktflow.mfg.seed import load_plant
 from taktflow.mfg.stock import move_stock, unscaled
 from taktflow.yamlflow.loader import load as load_yaml
@@ -255,6 +256,14 @@ class Week:
         self.task_data: dict[str, dict[str, Any]] = {}
         self.delays: dict[str, timedelta] = {}
         self.arrived = 0
+        with Session(self.bind) as session:
+            # The earliest due open sales order of each item.
+            self.sales_orders: dict[str, str] = {}
+            for sale in session.scalars(
+                select(SalesOrder).where(SalesOrder.status == "open").order_by(SalesOrder.due_on)
+            ):
+                self.sales_orders.setdefault(sale.item, sale.number)
+        self.sales_lines: dict[str, int] = {}
         self.spans: list[tuple[datetime, datetime]] = []
         #: (seconds since the start, machine) of the scripted breakdown, once planned.
         self.breakdown: tuple[float, str] | None = None
@@ -415,6 +424,12 @@ class Week:
         ):
             order = self.log.orders[self.arrived]
             due = (order.arrives_at + timedelta(days=4)).isoformat()
+            # Finished goods are made for the demo's open sales orders (a line each); blanks
+            # and items nobody ordered replenish stock.
+            sales_order = self.sales_orders.get(order.item)
+            lines = self.sales_lines.setdefault(sales_order, 0) + 1 if sales_order else 0
+            if sales_order:
+                self.sales_lines[sales_order] = lines
             self.engine.start(
                 "order_release",
                 {
@@ -422,7 +437,7 @@ class Week:
                     "item": order.item,
                     "quantity": order.quantity,
                     "priority": 3,
-                    "erp_reference": f"SO-{order.number}",
+                    "erp_reference": f"{sales_order}/{lines}" if sales_order else None,
                     "due_at": due,
                 },
                 actor=PLANNER,
