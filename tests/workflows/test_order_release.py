@@ -35,6 +35,7 @@ FILES = (
     "forms/start_operation.yaml",
     "forms/complete_operation.yaml",
     "forms/issue_material.yaml",
+    "forms/material_refused.yaml",
 )
 
 #: Stands in for workflows/quality_gate.yaml: the inspector types the disposition.
@@ -290,3 +291,50 @@ def test_a_rework_pass_issues_nothing_more(
         assert manual_issues(s, "PO-15", 10) == []
         rework_operation(s, "PO-15", 10, 5)
         assert manual_issues(s, "PO-15", 10) == []
+
+
+def requests(sa_engine: Engine) -> list[dict]:
+    from taktflow.engine.models import InboxMessage
+
+    with Session(sa_engine) as s:
+        rows = s.scalars(select(InboxMessage).where(InboxMessage.name == "purchase_requested")
+                         .order_by(InboxMessage.id))  # fmt: skip
+        return [json.loads(r.payload) for r in rows]
+
+
+@pytest.mark.parametrize("decision", ["retry", "cancel"])
+def test_a_refused_purchase_asks_the_planner_to_request_again_or_cancel(
+    plant: WorkflowEngine, sa_engine: Engine, clock: ManualClock, decision: str
+) -> None:
+    stock(sa_engine, clock, "HINGE-BLANK", 100)
+    instance = start_order(plant, "PO-16", "HINGE-H1", 40)
+    # Bolts and nuts are both short: two purchases; purchasing refuses the nuts.
+    assert sorted(r["item"] for r in requests(sa_engine)) == ["BOLT-M8", "NUT-M8"]
+    plant.send_message(
+        "procurement_rejected",
+        correlation={"order_number": "PO-16"},
+        data={"item": "NUT-M8", "reason": "requisition PR-00002 rejected: too expensive"},
+    )
+    [task] = plant.tasks(instance)
+    assert task["title"] == "Material refused"
+    assert (
+        "Purchasing refused NUT-M8 for order PO-16: requisition PR-00002 rejected"
+        in (task["instructions"])
+    )
+    do(plant, "Material refused", {"refusal_decision": decision}, actor="paul")
+    with Session(sa_engine) as s:
+        status = s.get(ProductionOrder, "PO-16").status
+    if decision == "cancel":
+        assert plant.instance(instance)["status"] == "completed" and status == "cancelled"
+        return
+    # Only the refused item is requested again; the order waits for both deliveries still.
+    assert [r["item"] for r in requests(sa_engine)][2:] == ["NUT-M8"]
+    assert requests(sa_engine)[2]["quantity"] == "40"
+    assert status == "planned" and plant.tasks(instance) == []
+    stock(sa_engine, clock, "BOLT-M8", 40)
+    stock(sa_engine, clock, "NUT-M8", 40)
+    for item in ("BOLT-M8", "NUT-M8"):
+        plant.send_message("material_received", correlation={"order_number": "PO-16"},
+                           data={"item": item, "quantity": "40"})  # fmt: skip
+    do(plant, "Approve release", {"decision": "release"}, actor="paul")
+    assert plant.instance(instance)["status"] == "active"

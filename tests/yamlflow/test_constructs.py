@@ -53,6 +53,7 @@ CONSTRUCTS: dict[str, list[str]] = {
     "interrupting timeout on a user task": ["timeout_escalation.yaml"],
     "non-interrupting timeout (reminder)": ["timeout_reminder.yaml"],
     "timeout on a message wait": ["timeout_message.yaml"],
+    "on_message: a message interrupts a wait, or runs beside a task": ["on_message.yaml"],
     "for_each, sequential, result/collect": ["for_each_sequential.yaml"],
     "for_each, parallel, result/collect": ["for_each_parallel.yaml"],
     "for_each over several steps (subprocess)": ["for_each_steps.yaml"],
@@ -745,6 +746,48 @@ def test_message_wait_answered_before_its_timeout(engine: WorkflowEngine) -> Non
     assert view["status"] == m.COMPLETED
     assert (view["data"]["verdict"], view["data"]["hardness"]) == ("ok", 58)
     assert view["waiting"] == []
+
+
+def test_a_message_interrupts_a_wait_and_takes_its_path(engine: WorkflowEngine) -> None:
+    deploy(engine, "on_message.yaml")
+    refused = start(engine, "await_coating", {"batch": "B-1"})
+    other = start(engine, "await_coating", {"batch": "B-2"})
+    waiting = engine.instance(refused)["waiting"]
+    assert sorted((w["kind"], w["element_id"]) for w in waiting) == [
+        ("message", "parts_coated"),
+        ("message", "parts_coated__message"),
+    ]
+    result = engine.send_message(
+        "coating_refused", correlation={"batch": "B-1"}, data={"reason": "wrong alloy"}
+    )
+    assert result.delivered_to == [refused]
+    view = engine.instance(refused)
+    assert view["status"] == m.COMPLETED and view["waiting"] == []
+    assert view["data"]["outcome"] == "refused: wrong alloy"
+    # The other batch still waits for both; its parts come and the task follows.
+    assert engine.send_message(
+        "parts_coated", correlation={"batch": "B-2"}, data={"microns": 80}
+    ).delivered_to == [other]
+    assert ready(engine, other) == ["inspect_coating"]
+    # A non-interrupting message runs its path beside the task, which stays.
+    engine.send_message("batch_recalled", correlation={"batch": "B-2"})
+    assert ready(engine, other) == ["inspect_coating"]
+    assert data(engine, other)["recalled"] is True
+    complete(engine, other, "inspect_coating")
+    view = engine.instance(other)
+    assert view["status"] == m.COMPLETED and view["data"]["outcome"] == "coated: 80"
+
+
+def test_on_message_on_a_signal_wait_is_refused_with_its_line(engine: WorkflowEngine) -> None:
+    text = (
+        "process: p\nsteps:\n  - wait: Go\n    signal: go\n"
+        "    on_message:\n      - message: stop\n        steps: []\n"
+    )
+    with pytest.raises(DefinitionError) as refused:
+        engine.deploy_text("p.yaml", text)
+    assert "p.yaml:5" in str(refused.value) and "on_message goes with waits for a message" in str(
+        refused.value
+    )
 
 
 def test_message_wait_times_out(engine: WorkflowEngine, clock: ManualClock) -> None:

@@ -161,7 +161,7 @@ def _check_type(where: str, key: str, value: Any, type_name: str, pos: Pos) -> N
                     f"{where}: the value of {name!r} must be an expression, not {_kind_of(expr)}",
                     value.at(name),
                 )
-    elif type_name in ("steps", "values", "choices", "branches", "on_error"):
+    elif type_name in ("steps", "values", "choices", "branches", "on_error", "on_message"):
         if not isinstance(value, Seq):
             raise bad()
     elif type_name == "timeout":
@@ -438,6 +438,16 @@ class _Compiler:
                         pos,
                     )
                 found.append((item, pos, ("on_error", lang.ON_ERROR)))
+        handlers = step.get("on_message")
+        if handlers is not None:
+            for item, pos in zip(handlers, handlers.item_pos, strict=True):
+                if not isinstance(item, Map):
+                    raise _Problem(
+                        f"{where}: each on_message entry is a mapping (message, correlate, "
+                        f"into, steps), not {_kind_of(item)}",
+                        pos,
+                    )
+                found.append((item, pos, ("on_message", lang.ON_MESSAGE)))
         return found
 
     def _kind(self, step: Any, pos: Pos) -> str:
@@ -494,6 +504,7 @@ class _Compiler:
             and kinds[0] in _SIMPLE
             and "timeout" not in only
             and "on_error" not in only
+            and "on_message" not in only
         )
 
     # ------------------------------------------------------------------ graph helpers
@@ -688,6 +699,23 @@ class _Compiler:
                     host=host,
                 )
                 event.body = timer
+            elif what == "on_message":
+                name = handler["message"]
+                keys = list(handler.get("correlate") or [])
+                self._remember_message(where, name, keys, handler.at("message"))
+                interrupting = handler.get("interrupting", True)
+                event = self._node(
+                    scope,
+                    f"{host.id}__message{suffix}",
+                    "boundaryEvent",
+                    name,
+                    hpos,
+                    attrs={"attachedToRef": host.id}
+                    | ({} if interrupting else {"cancelActivity": "false"}),
+                    host=host,
+                )
+                event.body = _catch_body(name, handler.get("into") or re.sub(r"\W", "_", name),
+                                         keys)  # fmt: skip
             else:
                 code = handler.get("code")
                 if code is not None:
@@ -1022,6 +1050,13 @@ class _Compiler:
             )
             node.body = _receive_body(into, keys)
             return self._activity(step, node, where, scope)
+        if "on_message" in step:
+            raise _Problem(
+                f"{where}: on_message goes with waits for a message (or with tasks); to wait "
+                "for a signal or a time that a message may cut short, use a group with "
+                "on_message",
+                step.key_pos["on_message"],
+            )
         if "timeout" in step:
             raise _Problem(
                 f"{where}: a timeout goes with waits for a message (or with tasks); to wait "
@@ -1355,6 +1390,12 @@ def _receive_body(into: str, keys: list[str]) -> Any:
     from taktflow.yamlflow import emit
 
     return lambda el: emit.receive(el, into, keys)
+
+
+def _catch_body(name: str, into: str, keys: list[str]) -> Any:
+    from taktflow.yamlflow import emit
+
+    return lambda el: emit.message_catch(el, _msg_id(name), into, keys)
 
 
 def _send_body(name: str, expression: str) -> Any:

@@ -113,6 +113,18 @@ def message_event(el: Any, message_id: str, into: str | None = None) -> None:
         _sub(_extensions(definition), _s("messageVariable"), into)
 
 
+def message_catch(el: Any, message_id: str, into: str, keys: list[str]) -> None:
+    """A catching message event (a boundary event): its payload goes into `into`, and it
+    takes only messages whose correlation keys match the instance's variables."""
+    definition = _sub(el, _b("messageEventDefinition"), messageRef=message_id)
+    ext = _extensions(definition)
+    _sub(ext, _s("messageVariable"), into)
+    for key in keys:
+        corr = _sub(ext, _s("processVariableCorrelation"))
+        _sub(corr, _s("propertyId"), key)
+        _sub(corr, _s("expression"), key)
+
+
 def signal_event(el: Any, name: str) -> None:
     _sub(el, _b("signalEventDefinition"), signalRef=f"signal__{_safe(name)}")
 

@@ -94,6 +94,17 @@ TIMEOUT = {
     ),
     "steps": Field("steps", "What happens on timeout. An empty list is allowed."),
 }
+ON_MESSAGE = {
+    "message": Field("name", "The message that ends the step (or runs beside it).", True),
+    "correlate": Field("variables", "Keys that must match (payload key = variable)."),
+    "into": Field("variable", "Variable that receives the message's payload."),
+    "interrupting": Field(
+        "bool",
+        "true (default): the step is cancelled and these steps replace it; false: the step "
+        "goes on and these steps run beside it.",
+    ),
+    "steps": Field("steps", "What happens when the message arrives. An empty list is allowed."),
+}
 ON_ERROR = {
     "code": Field("name", "The business error code to catch; leave out to catch any."),
     "steps": Field("steps", "What happens when the error occurs."),
@@ -121,6 +132,7 @@ OBJECTS: dict[str, dict[str, Field]] = {
     "start": START,
     "timeout": TIMEOUT,
     "on_error": ON_ERROR,
+    "on_message": ON_MESSAGE,
     "choice": CHOICE,
     "branch": BRANCH,
     "rule": RULE,
@@ -133,6 +145,9 @@ _LANE = Field("name", "The lane (role) whose users do this step.")
 _INSTRUCTIONS = Field("template", "Shown to the user; may use {{ variables }}.")
 _TIMEOUT = Field("timeout", "A deadline with its escalation path (or a list of them).")
 _ON_ERROR = Field("on_error", "Business errors to catch, each with its path (a list).")
+_ON_MESSAGE = Field(
+    "on_message", "Messages that interrupt the step (or run beside it), each with its path."
+)
 
 PROCESS = {
     "process": Field("process_id", "The process id (used to start it and to call it).", True),
@@ -152,6 +167,7 @@ STEPS: dict[str, dict[str, Field]] = {
         "form": Field("name", "The form (forms/<name>.yaml) the user fills."),
         "instructions": _INSTRUCTIONS,
         "timeout": _TIMEOUT,
+        "on_message": _ON_MESSAGE,
     },
     "manual": {
         "manual": Field("title", "A manual task: someone does it and confirms.", True),
@@ -159,6 +175,7 @@ STEPS: dict[str, dict[str, Field]] = {
         "lane": _LANE,
         "instructions": _INSTRUCTIONS,
         "timeout": _TIMEOUT,
+        "on_message": _ON_MESSAGE,
     },
     "service": {
         "service": Field("title", "Call a registered action.", True),
@@ -186,6 +203,7 @@ STEPS: dict[str, dict[str, Field]] = {
         "in": Field("expressions", "Variables to set before the call (name -> expression)."),
         "out": Field("expressions", "Variables to set after the call, from its data."),
         "timeout": _TIMEOUT,
+        "on_message": _ON_MESSAGE,
         "on_error": _ON_ERROR,
     },
     "choose": {
@@ -209,6 +227,7 @@ STEPS: dict[str, dict[str, Field]] = {
         "for": Field("duration", "A duration (PT2H) or an expression giving one."),
         "until": Field("date", "A date-time with offset, or an expression giving one."),
         "timeout": _TIMEOUT,
+        "on_message": _ON_MESSAGE,
     },
     "send": {
         "send": Field("title", "Send a message (or broadcast a signal).", True),
@@ -239,6 +258,7 @@ STEPS: dict[str, dict[str, Field]] = {
         "id": _ID,
         "steps": Field("steps", "The grouped steps.", True),
         "timeout": _TIMEOUT,
+        "on_message": _ON_MESSAGE,
         "on_error": _ON_ERROR,
     },
     "goto": {
@@ -258,6 +278,7 @@ def describe(type_name: str) -> str:
         return {
             "timeout": "a timeout (a mapping with after or at) or a list of them",
             "on_error": "a list of error handlers (code, steps)",
+            "on_message": "a list of message handlers (message, correlate, into, steps)",
             "start": "a mapping with message or signal",
             "table": "a decision table (hit, inputs, outputs, rules)",
         }.get(type_name, f"a {type_name} mapping")
@@ -278,8 +299,8 @@ def json_schema() -> dict[str, Any]:
         elif f.type == "timeout":
             one = {"$ref": "#/$defs/timeout"}
             base = {"oneOf": [one, {"type": "array", "items": one, "minItems": 1}]}
-        elif f.type == "on_error":
-            base = {"type": "array", "items": {"$ref": "#/$defs/on_error"}, "minItems": 1}
+        elif f.type in ("on_error", "on_message"):
+            base = {"type": "array", "items": {"$ref": f"#/$defs/{f.type}"}, "minItems": 1}
         elif f.type == "choices":
             base = {"type": "array", "items": {"$ref": "#/$defs/choice"}, "minItems": 1}
         elif f.type == "branches":
