@@ -130,6 +130,19 @@ def test_reservations_hold_stock_for_their_order_and_shortages_say_what_is_missi
     assert release_order(session, "PO-B", now=clock.now())["status"] == "released"
 
 
+def test_a_cancelled_order_frees_what_it_reserved(session: Session, clock: ManualClock) -> None:
+    from taktflow.mfg.orders import set_status
+
+    receive(session, clock, "RAW-W", 100, "R-1")
+    create_order(session, number="PO-C", item="WIDGET", quantity=100, now=clock.now())
+    create_order(session, number="PO-D", item="WIDGET", quantity=100, now=clock.now())
+    assert not reserve_material(session, "PO-C")["short"]
+    assert reserve_material(session, "PO-D")["short"]
+    set_status(session, "PO-C", "cancelled", now=clock.now())
+    # The stock PO-C held is PO-D's now.
+    assert not reserve_material(session, "PO-D")["short"]
+
+
 def test_operations_run_in_sequence_and_backflush_their_components(
     session: Session, clock: ManualClock
 ) -> None:

@@ -16,6 +16,7 @@ from taktflow.mfg.models import (
     Item,
     OrderOperation,
     ProductionOrder,
+    Reservation,
 )
 from taktflow.mfg.routing import current_routing, operations
 from taktflow.mfg.stock import scaled, unscaled
@@ -94,6 +95,13 @@ def set_status(session: Session, number: str, status: str, *, now: datetime) -> 
         raise Conflict(f"production order {number} is {order.status}: it can become {options}, "
                        f"not {status}")  # fmt: skip
     order.status, order.updated_at = status, now
+    if status == "cancelled":
+        # A cancelled order will take nothing: what it held in stores is free for others.
+        held = select(Reservation).where(
+            Reservation.order_number == number, Reservation.open.is_(True)
+        )
+        for reservation in session.scalars(held):
+            reservation.open = False
     session.flush()
     return order_view(session, number)
 
