@@ -8,6 +8,7 @@ example file on its own: valid BPMN 2.0 (and DMN 1.3 for inline tables), determi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 import SpiffWorkflow
 from lxml import etree
 from SpiffWorkflow.spiff.parser import VALIDATOR
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from taktflow.config import DEFAULT_ROLES
 from taktflow.engine import models as m
@@ -1204,3 +1207,48 @@ steps:
     engine.complete_task(made["task_id"])
     [inspected] = engine.tasks(instance_id)
     assert (inspected["name"], inspected["lane"]) == ("inspect_first_part", "quality")
+
+
+AGAIN = """\
+process: recount
+steps:
+  - script: First count
+    set:
+      bins: "['B-1', 'B-2']"
+      rounds: 0
+      told: 0
+  - for_each: Count a bin
+    id: count_bins
+    items: bins
+    as: bin
+    steps:
+      - send: Bin counted
+        message: bin_counted
+        payload: {bin: bin}
+      - script: Tally
+        set:
+          told: told + 1
+  - script: Next round
+    set:
+      rounds: rounds + 1
+      bins: "[] if rounds == 1 else ['B-3']"
+  - choose: Again?
+    branches:
+      - when: rounds < 3
+        steps:
+          - goto: count_bins
+"""
+
+
+def test_a_for_each_entered_again_runs_again_even_over_an_empty_list(
+    engine: WorkflowEngine,
+) -> None:
+    engine.deploy_text("recount.yaml", AGAIN)
+    instance_id = start(engine, "recount")
+    view = engine.instance(instance_id)
+    assert view["status"] == m.COMPLETED, view.get("error")
+    # Two bins, then none, then one: each pass sent its message.
+    with Session(engine.bind) as s:
+        sent = s.scalars(select(m.InboxMessage.payload).where(m.InboxMessage.name == "bin_counted"))
+        assert sorted(json.loads(p)["bin"] for p in sent) == ["B-1", "B-2", "B-3"]
+    assert view["data"]["bins"] == ["B-3"] and view["data"]["rounds"] == 3

@@ -1135,10 +1135,12 @@ class _Compiler:
             post = f"{output_id} = {step['result']}"
         else:
             # Without an output SpiffWorkflow merges each pass's data back, the item variable
-            # included, and the next pass fails ("input item already exists"). A marker set by
-            # each pass, collected into a hidden list, keeps the passes apart.
-            output_id, collect = f"{step_id}__pass", f"_{step_id}_passes"
-            post = f"{output_id} = True"
+            # included, and the next pass fails ("input item already exists"). Each pass
+            # hands its item back into the list it came from instead (an update in place):
+            # that keeps the passes apart, and — unlike a separate output list, which must be
+            # empty when the loop starts — lets a loop be entered again (a goto back to it).
+            output_id, collect = f"{item_id}__out", step["items"]
+            post = f"{output_id} = {step['as']}"
         loop = _chain(
             _multi_instance_body(
                 step["items"],
