@@ -338,3 +338,24 @@ def test_a_refused_purchase_asks_the_planner_to_request_again_or_cancel(
                            data={"item": item, "quantity": "40"})  # fmt: skip
     do(plant, "Approve release", {"decision": "release"}, actor="paul")
     assert plant.instance(instance)["status"] == "active"
+
+
+def test_after_two_weeks_the_planner_chases_and_nothing_is_requested_twice(
+    plant: WorkflowEngine, sa_engine: Engine, clock: ManualClock
+) -> None:
+    stock(sa_engine, clock, "HINGE-BLANK", 100)
+    stock(sa_engine, clock, "NUT-M8", 100)
+    instance = start_order(plant, "PO-17", "HINGE-H1", 40)
+    assert [r["item"] for r in requests(sa_engine)] == ["BOLT-M8"]
+    clock.advance(days=14, minutes=1)
+    plant.fire_due_timers()
+    [chase] = plant.tasks(instance)
+    assert chase["title"] == "Chase the missing material" and chase["lane"] == "planner"
+    plant.complete_task(chase["task_id"], actor="paul")
+    # Still short: the order waits for the bolts already requested, without a second request.
+    assert [r["item"] for r in requests(sa_engine)] == ["BOLT-M8"]
+    assert plant.tasks(instance) == []
+    stock(sa_engine, clock, "BOLT-M8", 40)
+    plant.send_message("material_received", correlation={"order_number": "PO-17"},
+                       data={"item": "BOLT-M8", "quantity": "40"})  # fmt: skip
+    assert [t["title"] for t in plant.tasks(instance)] == ["Approve release"]
