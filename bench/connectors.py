@@ -78,6 +78,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from taktflow.connectors.paho_support import stop_loop
+
 MOSQUITTO = "/usr/sbin/mosquitto"
 #: A stalled consumer (no new commit for this long) ends the bench with its status.
 STALL_S = 30.0
@@ -206,7 +208,7 @@ def _publisher_main(port: int, pipe: Any) -> None:
             info.wait_for_publish(120)
         pipe.send({"first": first, "acked": time.time(), "rate": n / (time.time() - first)})
     client.disconnect()
-    client.loop_stop()
+    stop_loop(client)
 
 
 class Publisher:
@@ -381,7 +383,7 @@ class PlainConsumer:
 
     def stop(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
         self.db.close()
 
 

@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 from connector_support import wait_for
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from taktflow.connectors.paho_support import stop_loop
 from taktflow.connectors.sparkplug import (
     BDSEQ_METRIC,
     REBIRTH_METRIC,
@@ -95,7 +96,7 @@ class EdgeNode:
 
     def close(self) -> None:
         """End the test's connection, whatever state it is in (the will may be published)."""
-        self.client.loop_stop()
+        stop_loop(self.client)
         sock = self.client.socket()
         if sock is not None:
             sock.close()
@@ -105,7 +106,7 @@ class EdgeNode:
         info = self.client.publish(node_topic("NDEATH", self.group, self.name), self._ndeath(), 1)
         info.wait_for_publish(5)
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
     # -------------------------------------------------------------------------- messages
     def publish_births(self) -> None:
@@ -217,7 +218,7 @@ class HostClient:
         topic, death = state_will(self.host_id)
         self.client.publish(topic, death, qos=1, retain=True).wait_for_publish(5)
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
     def messages(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -15,6 +15,7 @@ from connector_support import Running, wait_for
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from taktflow.connectors.definition import parse_connector
+from taktflow.connectors.paho_support import stop_loop
 from taktflow.connectors.runtime import ConnectorRuntime
 from taktflow.engine.runtime import WorkflowEngine
 
@@ -58,7 +59,7 @@ def publish(port: int, topic: str, *payloads: str | bytes) -> None:
             client.publish(topic, payload, qos=1).wait_for_publish(5)
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_loop(client)
 
 
 def result(serial: str, run_id: str, verdict: str = "PASS") -> str:

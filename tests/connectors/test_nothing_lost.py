@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from connector_support import Mosquitto, wait_for
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from taktflow.connectors.paho_support import stop_loop
 from taktflow.engine.runtime import WorkflowEngine
 
 SOURCES = 100
@@ -156,7 +157,7 @@ class Publisher:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
 
 def test_nothing_is_lost_through_kills_and_a_broker_restart(

@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from taktflow.connectors.actions import register_connector_actions
 from taktflow.connectors.definition import parse_connector
+from taktflow.connectors.paho_support import stop_loop
 from taktflow.connectors.runtime import ConnectorRuntime
 from taktflow.engine.actions import ActionRegistry, builtin_actions
 from taktflow.engine.clock import ManualClock
@@ -160,7 +161,7 @@ def subscriber(broker: int) -> Any:
         yield received
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_loop(client)
 
 
 def test_mqtt_publish_reaches_the_broker_with_its_outbox_id(

@@ -21,6 +21,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from taktflow.cli import cli
 from taktflow.connectors.modbus_points import Point, decode, plan_reads, read_points, write_point
+from taktflow.connectors.paho_support import stop_loop
 from taktflow.connectors.simulator import (
     ALARM,
     ALARM_CODES,
@@ -451,7 +452,7 @@ class Collector:
 
     def __exit__(self, *exc: object) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
     def serials(self) -> set[str]:
         return {r["serial"] for r in self.results}

@@ -13,6 +13,7 @@ import pytest
 from connector_support import wait_for
 from sparkplug_support import EdgeNode, HostClient
 
+from taktflow.connectors.paho_support import stop_loop
 from taktflow.connectors.sparkplug import (
     REBIRTH_METRIC,
     DataType,
@@ -646,8 +647,8 @@ def test_the_host_state_is_retained_and_its_will_replaces_it(broker: int) -> Non
     watcher.start()
     watcher.client.subscribe("spBv1.0/STATE/taktflow-state", qos=1)
     wait_for(lambda: seen and seen[-1]["online"] is True)  # retained birth
-    host.client.loop_stop()
-    host.client.socket().close()  # the host dies: the broker publishes its will
+    # The host dies: its sockets close without a DISCONNECT, so the broker publishes its will.
+    stop_loop(host.client)
     wait_for(lambda: seen[-1]["online"] is False)
     assert seen[-1]["timestamp"] == seen[0]["timestamp"]  # the CONNECT's, as Sparkplug 3.0 says
     watcher.stop()

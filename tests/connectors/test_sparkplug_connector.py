@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sparkplug_support import EdgeNode
 
 from taktflow.connectors.definition import parse_connector
+from taktflow.connectors.paho_support import stop_loop
 from taktflow.connectors.runtime import ConnectorRuntime
 from taktflow.connectors.sparkplug import DataType, Metric
 from taktflow.engine.runtime import WorkflowEngine
@@ -71,7 +72,7 @@ def state_watcher(broker: int) -> Any:
         yield seen
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_loop(client)
 
 
 def test_sparkplug_metrics_rebirth_and_death_reach_workflows(

@@ -33,6 +33,7 @@ from paho.mqtt.properties import Properties
 
 from taktflow.connectors import sparkplug
 from taktflow.connectors.definition import ConnectorDefinition, Subscription
+from taktflow.connectors.paho_support import stop_loop
 from taktflow.connectors.rules import RuleError, Sample, evaluate
 from taktflow.connectors.runtime import Status, event_dict, machine_context
 
@@ -201,7 +202,7 @@ class MqttConnector:
             client.publish(topic, payload, qos=1, retain=True).wait_for_publish(2)
         # A normal DISCONNECT keeps the session (and its queue) for session_expiry_s.
         client.disconnect()
-        client.loop_stop()
+        stop_loop(client)
         if self.status.state in ("connected", "disconnected", "starting"):
             self.status.state = "disconnected"
 

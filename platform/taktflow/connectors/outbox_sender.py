@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from taktflow.connectors.paho_support import stop_loop
 from taktflow.engine.outbox import OutboxRow
 
 log = logging.getLogger("taktflow.connectors")
@@ -97,7 +98,7 @@ class Publisher:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
 
 class OutboxSender:

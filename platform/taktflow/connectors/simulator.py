@@ -42,6 +42,7 @@ from taktflow.connectors.modbus_points import (
     encode,
     register_count,
 )
+from taktflow.connectors.paho_support import stop_loop
 from taktflow.errors import DefinitionError, DefinitionProblem, TaktflowError
 from taktflow.yamlflow.loader import Map, Pos, Seq, YamlProblem, load
 
@@ -524,7 +525,7 @@ class StationPublisher:
 
     def _halt(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
     # paho callbacks run in its network thread; an exception would silently end that thread.
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
