@@ -855,6 +855,8 @@ def main() -> None:
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
+    if args.rounds < 1 and not args.skip_throughput:
+        parser.error("--rounds must be at least 1 (to measure latency only: --skip-throughput)")
     binary = shutil.which(args.mosquitto) or (
         args.mosquitto if os.access(args.mosquitto, os.X_OK) else None
     )
