@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from taktflow.errors import ValidationFailed
 from taktflow.mfg.ledger import post_entry
 from taktflow.mfg.models import Item, Location, StockMovement
+from taktflow.mfg.seed_files import read_list
 from taktflow.mfg.stock import move_stock
-from taktflow.yamlflow.loader import YamlProblem, load
 
 OPENING_STOCK_FILE = "opening_stock.yaml"
 #: Where the opening stock's value comes from: the owners' equity.
@@ -36,14 +36,7 @@ def load_opening_stock(session: Session, path: str | Path, *, now: datetime) -> 
     received before, and post their value; {lines, received}. Every line is checked before
     anything is written; a bad one is refused naming the file, line and field."""
     path = Path(path)
-    try:
-        doc = load(path.read_text(encoding="utf-8"), kind="opening stock")
-    except YamlProblem as exc:
-        line = f":{exc.pos.line}" if exc.pos else ""
-        raise ValidationFailed(f"{path}{line}: {exc.message}") from None
-    entries = doc.get("stock") if isinstance(doc, Mapping) else None
-    if not isinstance(entries, list):
-        raise ValidationFailed(f"{path}: expected `stock:` with a list of {{item, quantity}}")
+    entries = read_list(path, "opening stock", "stock", "a list of {item, quantity}")
     lines = [_check(session, raw, f"{path}:{_line(entries, n)}") for n, raw in enumerate(entries)]
     received = 0
     for item, location, lot, quantity in lines:

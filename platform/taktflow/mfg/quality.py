@@ -41,6 +41,7 @@ from taktflow.mfg.quality_models import (
     Nonconformance,
     PlanCharacteristic,
 )
+from taktflow.mfg.seed_files import read_list
 from taktflow.mfg.stock import scaled, unscaled
 
 #: Plan and characteristic names: they become form field names and task data keys.
@@ -72,20 +73,6 @@ def _dec(value: int, decimals: int) -> Decimal:
 
 
 # ---------------------------------------------------------------------- seed files
-def _read(path: Path, kind: str, key: str) -> list[Any]:
-    from taktflow.yamlflow.loader import YamlProblem, load
-
-    try:
-        doc = load(path.read_text(encoding="utf-8"), kind=kind)
-    except YamlProblem as exc:
-        where = f"{path}:{exc.pos.line}" if exc.pos else str(path)
-        raise ValidationFailed(f"{where}: {exc.message}") from None
-    entries = doc.get(key) if isinstance(doc, Mapping) else None
-    if not isinstance(entries, list):
-        raise ValidationFailed(f"{path}: expected `{key}:` with a list")
-    return entries
-
-
 def _line(entry: Any) -> str:
     pos = getattr(entry, "pos", None)
     return f":{pos.line}" if pos is not None else ""
@@ -95,7 +82,7 @@ def load_defect_codes(session: Session, path: str | Path) -> int:
     """Add or update the defect codes of a file (`defect_codes: [{code, name, category}]`);
     how many it holds. Codes are never deleted (nonconformances refer to them)."""
     path = Path(path)
-    entries = _read(path, "defect codes", "defect_codes")
+    entries = read_list(path, "defect codes", "defect_codes")
     seen: set[str] = set()
     for number, raw in enumerate(entries, 1):
         code = str(raw.get("code", "")) if isinstance(raw, Mapping) else ""
@@ -133,7 +120,7 @@ def load_inspection_plans(session: Session, path: str | Path) -> int:
     lower < upper does not hold, the sample size is not a positive whole number, or an item
     or defect code does not exist."""
     path = Path(path)
-    entries = _read(path, "inspection plans", "plans")
+    entries = read_list(path, "inspection plans", "plans")
     seen: set[str] = set()
     for number, raw in enumerate(entries, 1):
         name = str(raw.get("name", "")) if isinstance(raw, Mapping) else ""

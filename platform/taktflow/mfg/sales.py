@@ -29,6 +29,7 @@ from taktflow.db import Base
 from taktflow.engine.models import UTCDateTime
 from taktflow.errors import ValidationFailed
 from taktflow.mfg.models import Item, ProductionOrder
+from taktflow.mfg.seed_files import read_list
 from taktflow.mfg.stock import scaled, unscaled
 
 SALES_ORDERS_FILE = "sales_orders.yaml"
@@ -88,17 +89,8 @@ def load_sales_orders(session: Session, path: str | Path, *, now: datetime | Non
     `sales_orders.yaml:28: sales order 4 (SO-1004): item: BOLT-M8 is raw, not a finished item
     (only finished items are sold)`.
     `now` is the creation time of new orders (default: the current time)."""
-    from taktflow.yamlflow.loader import YamlProblem, load
-
     path = Path(path)
-    try:
-        doc = load(path.read_text(encoding="utf-8"), kind="sales orders")
-    except YamlProblem as exc:
-        line = f":{exc.pos.line}" if exc.pos else ""
-        raise ValidationFailed(f"{path}{line}: {exc.message}") from None
-    entries = doc.get("sales_orders") if isinstance(doc, Mapping) else None
-    if not isinstance(entries, list):
-        raise ValidationFailed(f"{path}: expected `sales_orders:` with a list of sales orders")
+    entries = read_list(path, "sales orders", "sales_orders", "a list of sales orders")
     checked: list[_Entry] = []
     seen: set[str] = set()
     for index, raw in enumerate(entries, 1):

@@ -94,7 +94,11 @@ def decision(el: Any, decision_id: str) -> None:
 
 
 def receive(el: Any, into: str, keys: list[str]) -> None:
-    ext = _extensions(el)
+    _message_target(_extensions(el), into, keys)
+
+
+def _message_target(ext: Any, into: str, keys: list[str]) -> None:
+    """Where a caught message's payload goes, and the keys it must match."""
     _sub(ext, _s("messageVariable"), into)
     for key in keys:
         corr = _sub(ext, _s("processVariableCorrelation"))
@@ -117,12 +121,7 @@ def message_catch(el: Any, message_id: str, into: str, keys: list[str]) -> None:
     """A catching message event (a boundary event): its payload goes into `into`, and it
     takes only messages whose correlation keys match the instance's variables."""
     definition = _sub(el, _b("messageEventDefinition"), messageRef=message_id)
-    ext = _extensions(definition)
-    _sub(ext, _s("messageVariable"), into)
-    for key in keys:
-        corr = _sub(ext, _s("processVariableCorrelation"))
-        _sub(corr, _s("propertyId"), key)
-        _sub(corr, _s("expression"), key)
+    _message_target(_extensions(definition), into, keys)
 
 
 def signal_event(el: Any, name: str) -> None:
