@@ -174,6 +174,8 @@ def test_operations_run_in_sequence_and_backflush_their_components(
                               now=clock.now())  # fmt: skip
     # Machine counts stand beside the operator's figures; time defaults to the elapsed hour.
     assert (op20["counted_good"], op20["counted_reject"], op20["labour_hours"]) == (39, 1, 1)
+    # The press works on nothing now: its context is cleared for the connector's rules.
+    assert session.get(MachineContext, "press_1").data == "{}"
     # Blanks are backflushed at operation 20 for good + scrap (40), no scrap allowance.
     assert on_hand(session, "BRACKET-BLANK", "RM-STORES") == 10
     start_operation(session, "PO-2", 30, now=clock.now(), machine="test_station_10")

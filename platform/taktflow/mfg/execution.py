@@ -14,6 +14,7 @@ transaction) and never commit. A movement or posting made with an idempotency ke
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from taktflow.engine.models import MachineContext
 from taktflow.engine.outbox import set_machine_context
 from taktflow.errors import Conflict, NotFound, ValidationFailed
 from taktflow.mfg.ledger import post_entry
@@ -315,6 +317,7 @@ def complete_operation(
     op.scrap += scrap_q
     op.in_rework = 0
     op.status, op.completed_at = "completed", now
+    _release_machine(session, op, actor=actor, now=now)
     if scrap_reason:
         op.scrap_reason = scrap_reason
     elapsed = Decimal(max((now - op.started_at).total_seconds(), 0)) if op.started_at else 0
@@ -330,6 +333,28 @@ def complete_operation(
     if scrap_q:
         _book_scrap(session, order, product, scrap_q, now=now, actor=actor, key=f"{tag}:scrap")
     return operation_view(session, number, sequence)
+
+
+def _release_machine(
+    session: Session, op: OrderOperation, *, actor: str | None, now: datetime
+) -> None:
+    """The machine no longer works on a completed operation: its context (which connector
+    rules read as `machine`, and which gives later counts their ideal cycle time) is cleared,
+    unless another operation has been started on it since."""
+    if not op.machine:
+        return
+    context = session.get(MachineContext, op.machine)
+    if context is None:
+        return
+    try:
+        data = json.loads(context.data)
+    except ValueError:
+        return
+    if isinstance(data, dict) and (data.get("order"), data.get("operation")) == (
+        op.order_number,
+        op.sequence,
+    ):
+        set_machine_context(session, op.machine, {}, actor=actor, now=now)
 
 
 def scrap_quantity(
