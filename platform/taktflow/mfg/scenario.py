@@ -16,7 +16,6 @@ Everything is decided by the seed: the same seed gives the same week.
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,8 +59,6 @@ from taktflow.mfg.sales import SalesOrder
 from taktflow.mfg.seed import load_plant
 from taktflow.mfg.stock import move_stock, unscaled
 from taktflow.yamlflow.loader import load as load_yaml
-
-log = logging.getLogger(__name__)
 
 #: The demo plant's time zone (seed_data/shifts.yaml), for progress lines.
 PLANT_ZONE = ZoneInfo("Europe/Berlin")
