@@ -428,26 +428,18 @@ class _Compiler:
                         pos,
                     )
                 found.append((item, pos, ("timeout", lang.TIMEOUT)))
-        handlers = step.get("on_error")
-        if handlers is not None:
+        for key, fields in (("on_error", lang.ON_ERROR), ("on_message", lang.ON_MESSAGE)):
+            handlers = step.get(key)
+            if handlers is None:
+                continue
             for item, pos in zip(handlers, handlers.item_pos, strict=True):
                 if not isinstance(item, Map):
                     raise _Problem(
-                        f"{where}: each on_error entry is a mapping (code, steps), not "
+                        f"{where}: each {key} entry is a mapping ({', '.join(fields)}), not "
                         f"{_kind_of(item)}",
                         pos,
                     )
-                found.append((item, pos, ("on_error", lang.ON_ERROR)))
-        handlers = step.get("on_message")
-        if handlers is not None:
-            for item, pos in zip(handlers, handlers.item_pos, strict=True):
-                if not isinstance(item, Map):
-                    raise _Problem(
-                        f"{where}: each on_message entry is a mapping (message, correlate, "
-                        f"into, steps), not {_kind_of(item)}",
-                        pos,
-                    )
-                found.append((item, pos, ("on_message", lang.ON_MESSAGE)))
+                found.append((item, pos, (key, fields)))
         return found
 
     def _kind(self, step: Any, pos: Pos) -> str:
