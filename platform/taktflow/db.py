@@ -2,7 +2,9 @@
 
 SQLite runs in WAL mode with a busy timeout, and write transactions begin with
 BEGIN IMMEDIATE: two writers then queue for the write lock instead of one of them failing
-with "database is locked" when it upgrades a read snapshot that is already stale.
+with "database is locked" when it upgrades a read snapshot that is already stale. They queue
+in `taktflow.sqlite_writers` (handed the lock as soon as it is free), not in SQLite's sleeping
+busy handler.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase
+
+from taktflow.sqlite_writers import QueuedWriterConnection
 
 #: Execution option that marks a connection as a writer (SQLite: BEGIN IMMEDIATE).
 WRITE_OPTION = "taktflow_write"
@@ -55,11 +59,20 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _on_begin(conn: Connection) -> None:
     if conn.dialect.name == "sqlite":
         write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        raw = conn.connection.dbapi_connection
+        if write and isinstance(raw, QueuedWriterConnection):
+            raw.begin_write()
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def engine_options(database_url: str) -> dict[str, Any]:
     """Engine keyword arguments suited to the database in `database_url`."""
     if database_url.startswith("sqlite"):
-        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
+        return {
+            "connect_args": {
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                "factory": QueuedWriterConnection,
+            }
+        }
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
