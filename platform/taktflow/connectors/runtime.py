@@ -200,6 +200,16 @@ def machine_context(engine: Any, definition: ConnectorDefinition) -> dict[str, A
     return {"id": definition.machine, **engine.machine_context(definition.machine)}
 
 
+#: Inbox rows one dispatcher pass reads.
+DISPATCH_LIMIT = 500
+
+
+def _dispatch_due(engine: Any) -> bool:
+    """One pass over what is due; True when it may have left rows for another pass. (Rows
+    committed meanwhile wake the dispatcher again: no query just to find nothing.)"""
+    return engine.dispatch(limit=DISPATCH_LIMIT) >= DISPATCH_LIMIT
+
+
 class Dispatcher:
     """Delivers the events the connectors committed, right after the commit.
 
@@ -221,7 +231,7 @@ class Dispatcher:
             self._wake.wait(1.0)
             self._wake.clear()
             try:
-                while not stop.is_set() and self.engine.dispatch(limit=500):
+                while not stop.is_set() and _dispatch_due(self.engine):
                     pass
                 pause = 1.0
             except Exception:  # noqa: BLE001 - the database is away: back off as a whole
@@ -298,7 +308,7 @@ def dispatch_until_closed(engine: Any, wake_fd: int) -> None:
         if selector.select(timeout=1.0) and not os.read(wake_fd, 65536):
             return
         try:
-            while engine.dispatch(limit=500):
+            while _dispatch_due(engine):
                 pass
             pause = 1.0
         except Exception:  # noqa: BLE001 - the database is away: back off as a whole

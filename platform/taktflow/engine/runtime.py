@@ -48,7 +48,7 @@ from SpiffWorkflow.spiff.specs.event_definitions import (
     MessageEventDefinition,
     SignalEventDefinition,
 )
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -1340,9 +1340,12 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
         dead-lettered, and a row another dispatcher is busy with holds them for this pass.
         """
         with self.bind.connect() as conn:
-            now = self.clock.now()
             if message_ids is None:
-                rows = self._due_rows(conn, now, limit)
+                cur = conn.connection.cursor()
+                try:
+                    rows = self._hot.due_rows(cur, self.clock.now(), limit)
+                finally:
+                    cur.close()
             else:
                 rows = self._rows_in_turn(conn, list(message_ids))
         done = 0
@@ -1428,29 +1431,6 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
             if source is not None:
                 held.add(source)
         return done
-
-    @staticmethod
-    def _due_rows(conn: Connection, now: datetime, limit: int) -> list[tuple[int, str | None]]:
-        """The oldest pending rows that may be dispatched now, in order: not waiting for a
-        retry, and not behind a row of the same source that is."""
-        inbox = m.InboxMessage
-        waiting = (
-            select(inbox.source)
-            .where(inbox.status == m.INBOX_PENDING, inbox.next_attempt_at > now,
-                   inbox.source.is_not(None))
-            .distinct()
-        )  # fmt: skip
-        query = (
-            select(inbox.id, inbox.source)
-            .where(
-                inbox.status == m.INBOX_PENDING,
-                or_(inbox.next_attempt_at.is_(None), inbox.next_attempt_at <= now),
-                or_(inbox.source.is_(None), inbox.source.not_in(waiting)),
-            )
-            .order_by(inbox.id)
-            .limit(limit)
-        )
-        return [(row.id, row.source) for row in conn.execute(query)]
 
     @staticmethod
     def _rows_in_turn(conn: Connection, ids: list[int]) -> list[tuple[int, str | None]]:

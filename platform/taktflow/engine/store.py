@@ -403,6 +403,22 @@ class HotPath:
         )
         return InboxRow(*cur.fetchone())
 
+    def due_rows(self, cur: Any, now: datetime, limit: int) -> list[tuple[int, str | None]]:
+        """(id, source) of the oldest pending rows that may be dispatched now, in order: not
+        waiting for a retry, and not behind a row of the same source that is."""
+        cur.execute(
+            self._q(
+                "SELECT id, source FROM inbox_message WHERE status = ? "
+                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                "AND (source IS NULL OR source NOT IN ("
+                "SELECT DISTINCT source FROM inbox_message WHERE status = ? "
+                "AND next_attempt_at > ? AND source IS NOT NULL)) "
+                "ORDER BY id LIMIT ?"
+            ),
+            (m.INBOX_PENDING, self.ts(now), m.INBOX_PENDING, self.ts(now), limit),
+        )
+        return [(row[0], row[1]) for row in cur.fetchall()]
+
     def pending_kinds(self, cur: Any, ids: Sequence[int]) -> list[tuple[int, str, str]]:
         """(id, kind, name) of those of these inbox rows that are still pending."""
         cur.execute(
