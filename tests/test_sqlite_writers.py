@@ -182,3 +182,39 @@ def test_engine_write_transactions_hold_the_turn_and_reads_do_not(tmp_path: Path
         assert not raw.holds_write_turn
     finally:
         bind.dispose()
+
+
+GREEDY = """
+import sqlite3, sys, time
+from taktflow.sqlite_writers import QueuedWriterConnection
+conn = sqlite3.connect(sys.argv[1], timeout=10, factory=QueuedWriterConnection,
+                       isolation_level=None)
+print("writing", flush=True)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:  # back-to-back write transactions of 50 ms each
+    conn.begin_write()
+    conn.execute("INSERT INTO t VALUES (0)")
+    time.sleep(0.05)
+    conn.commit()
+"""
+
+
+def test_a_process_that_writes_back_to_back_lets_a_waiting_process_in(database: Path) -> None:
+    # Without the waiting room the waiter would only find the turn free by chance, in the
+    # microseconds between two of the other's transactions, and give up after its timeout.
+    with subprocess.Popen(
+        [sys.executable, "-c", GREEDY, str(database), "4"], stdout=subprocess.PIPE, text=True,
+    ) as child:  # fmt: skip
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "writing"
+        waiter = connect(database, timeout=2.0)
+        for n in (1, 2, 3):
+            waiter.begin_write()
+            waiter.execute("INSERT INTO t VALUES (?)", (n,))
+            waiter.commit()
+        assert child.poll() is None  # the other was still writing all along
+        assert [n for (n,) in waiter.execute("SELECT n FROM t WHERE n > 0 ORDER BY n")] == [
+            1, 2, 3,
+        ]  # fmt: skip
+        waiter.close()
+        assert child.wait(10) == 0

@@ -1098,6 +1098,11 @@ def _connector_files(config: Any) -> list[Any]:
     return found
 
 
+def _in_memory(database_url: str) -> bool:
+    url = make_url(database_url)
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
 @command(connectors, "run")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: Ctrl+C).")
 @click.option(
@@ -1124,12 +1129,11 @@ def connectors_run(
 
         broker = EmbeddedBroker(config.mqtt_url)
         definitions = broker.adapt(definitions)
-    # On PostgreSQL delivery runs in a child process, on the other core (ProcessDispatcher).
-    # Not on SQLite: writers of two processes wait for each other by sleeping in SQLite's
-    # busy handler, which stalled deliveries for up to 0.7 s (bench/connectors.py); within
-    # one process they queue without sleeping.
+    # Delivery runs in a child process, on the other core (ProcessDispatcher): with one
+    # interpreter lock the connectors and the workflow steps took turns. (SQLite writers of
+    # the two processes queue for the write lock: taktflow.sqlite_writers.)
     dispatcher = None
-    if make_url(config.database_url).get_backend_name() == "postgresql":
+    if not _in_memory(config.database_url):
         # The database URL goes by environment, not argument: it may hold a password, and
         # the command line of a process is visible to every user of the machine.
         dispatcher = ProcessDispatcher(

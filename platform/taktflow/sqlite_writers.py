@@ -11,9 +11,10 @@ So a write transaction (BEGIN IMMEDIATE) first takes a writer lock of its own:
 
 - between the threads of one process a `threading.Lock`, handed over the moment the holder
   commits or rolls back;
-- between processes an `flock` on `<database>-writer.lock` beside the database file, taken by
-  the thread that holds the process's lock. `flock` cannot time out, so it is tried without
-  blocking, with pauses of 0.2 ms growing to 2 ms.
+- between processes a record lock on `<database>-writer.lock` beside the database file, taken
+  by the thread that holds the process's lock. A blocking lock cannot time out, so it is tried
+  without blocking, with pauses of 0.2 ms growing to 2 ms; a second lock in front of it (the
+  waiting room) makes the process that let the turn go queue behind the one already waiting.
 
 Both give up after the busy timeout with SQLite's own "database is locked". The lock is released
 when the connection commits, rolls back or closes (the pool rolls back every connection it gets
@@ -23,6 +24,7 @@ still kept out by SQLite's own lock and waits in the busy handler as before.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -36,6 +38,26 @@ log = logging.getLogger(__name__)
 LOCK_FILE_SUFFIX = "-writer.lock"
 _FIRST_PAUSE_S = 0.0002
 _LONGEST_PAUSE_S = 0.002
+#: Bytes of the lock file locked (POSIX record locks, one process at a time each): the turn to
+#: write, and the waiting room in front of it.
+_TURN = 0
+_WAITING_ROOM = 1
+
+
+def _take(fd: int, offset: int, deadline: float) -> None:
+    """Lock byte `offset` of the lock file, trying every 0.2-2 ms until `deadline`."""
+    pause = _FIRST_PAUSE_S
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked") from None
+            time.sleep(pause)
+            pause = min(pause * 2, _LONGEST_PAUSE_S)
 
 
 class WriterLock:
@@ -70,7 +92,7 @@ class WriterLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, _TURN)
         self._owner = None
         self._threads.release()
 
@@ -78,16 +100,14 @@ class WriterLock:
         fd = self._file()
         if fd is None:
             return
-        pause = _FIRST_PAUSE_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise sqlite3.OperationalError("database is locked") from None
-                time.sleep(pause)
-                pause = min(pause * 2, _LONGEST_PAUSE_S)
+        # The waiting room first: a writer that just let the turn go and wants it again must
+        # pass it too, so the process already waiting there gets the turn (without it, the
+        # one that polls would rarely find the turn free between another's transactions).
+        _take(fd, _WAITING_ROOM, deadline)
+        try:
+            _take(fd, _TURN, deadline)
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, _WAITING_ROOM)
 
     def _file(self) -> int | None:
         if self._fd is None and not self._no_file:
