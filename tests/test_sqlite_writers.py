@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,27 @@ def connect(path: Path, timeout: float = 10.0) -> QueuedWriterConnection:
     return conn
 
 
+def write_in_thread(
+    conn: QueuedWriterConnection, value: int, began: Callable[[], None]
+) -> tuple[threading.Thread, list[Exception]]:
+    """A started thread that inserts `value` in a write transaction of its own, calling
+    `began` once it has the turn; the errors it met are in the list."""
+    errors: list[Exception] = []
+
+    def write() -> None:
+        try:
+            conn.begin_write()
+            began()
+            conn.execute("INSERT INTO t VALUES (?)", (value,))
+            conn.commit()
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread, errors
+
+
 @pytest.fixture
 def database(tmp_path: Path) -> Path:
     path = tmp_path / "writers.db"
@@ -42,19 +64,7 @@ def test_a_writer_of_another_thread_waits_for_the_commit_and_then_writes(databas
     holder.begin_write()
     holder.execute("INSERT INTO t VALUES (1)")
     order: list[str] = []
-    errors: list[Exception] = []
-
-    def write() -> None:
-        try:
-            waiter.begin_write()
-            order.append("waiter began")
-            waiter.execute("INSERT INTO t VALUES (2)")
-            waiter.commit()
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=write)
-    thread.start()
+    thread, errors = write_in_thread(waiter, 2, lambda: order.append("waiter began"))
     thread.join(0.3)
     assert thread.is_alive() and order == []  # queued, not failed
     order.append("holder committed")
@@ -139,19 +149,7 @@ def test_a_writer_of_another_process_waits_through_the_lock_file(database: Path)
         assert Path(f"{database}{LOCK_FILE_SUFFIX}").exists()
         waiter = connect(database)
         began = threading.Event()
-        errors: list[Exception] = []
-
-        def write() -> None:
-            try:
-                waiter.begin_write()
-                began.set()
-                waiter.execute("INSERT INTO t VALUES (2)")
-                waiter.commit()
-            except Exception as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        thread = threading.Thread(target=write)
-        thread.start()
+        thread, errors = write_in_thread(waiter, 2, began.set)
         thread.join(0.3)
         assert thread.is_alive() and not began.is_set()
         child.stdin.write("go\n")
