@@ -357,3 +357,55 @@ def test_unknown_trigger() -> None:
     assert "condition" in TRIGGERS
     with pytest.raises(RuleError, match="unknown trigger"):
         evaluate(rule("sometimes"), {}, at(0, 1), connector="c")
+
+
+PATH_CONTEXT = {
+    "payload": {"key": "K1", "line": {"id": 7, "tags": ["a"]}, "_x": 0, "n": None, "items": 3},
+    "topic": "plant/line1/result",
+    "value": 4.5,
+    "machine": {},
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "payload.key",
+        "payload.line.id",
+        "payload.line.tags",
+        "payload._x",
+        "payload.n",
+        "value",
+        " payload.key ",
+        "payload.key is defined",
+        "payload.missing is defined",
+        "payload.line.missing is defined",
+        "payload.items",  # a method of dict wins over the item in Jinja
+        "payload.keys",
+        "topic.upper",  # a method of str
+        "payload.n.x is defined",
+        "machine.id is defined",
+    ],
+)
+def test_plain_paths_read_what_jinja_reads(text: str) -> None:
+    # Paths are walked without Jinja when every step is a dict key; the answer must be
+    # Jinja's in every case, including those the walk leaves to it.
+    from taktflow.connectors import rules
+
+    def outcome(evaluate_with: Any) -> Any:
+        try:
+            result = evaluate_with(text, dict(PATH_CONTEXT))
+        except Exception as exc:  # noqa: BLE001 - the kind of failure is compared
+            return type(exc).__name__
+        return result if not callable(result) else f"callable {result.__name__}"
+
+    assert outcome(rules._evaluate) == outcome(rules._evaluate_in_jinja)
+
+
+def test_plain_paths_are_recognised() -> None:
+    from taktflow.connectors import rules
+
+    assert rules._path("payload.line.id") == (("payload", "line", "id"), False)
+    assert rules._path("payload.key is defined") == (("payload", "key"), True)
+    for text in ("payload['key']", "payload.key | int", "payload.key is not defined", "a.1"):
+        assert rules._path(text) is None, text

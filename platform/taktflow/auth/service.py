@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
@@ -25,8 +26,14 @@ from taktflow.errors import Conflict, NotFound, ValidationFailed
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 MIN_PASSWORD = 8
 TOKEN_PREFIX = "tf_"
-#: Checked even for unknown users, so that a wrong user name takes as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("taktflow-timing-guard")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Checked even for unknown users, so that a wrong user name takes as long as a wrong
+    password. Made on first use: a KDF hash costs ~0.1 s of CPU, which every process that
+    imports this module (each CLI command, the dispatcher process) would pay at start."""
+    return generate_password_hash("taktflow-timing-guard")
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ class AccountService:
         with Session(self.bind) as s:
             user = s.scalar(select(User).where(User.username == username.strip().lower()))
             stored = user.password_hash if user is not None else None
-            ok = check_password_hash(stored or _DUMMY_HASH, password or "")
+            ok = check_password_hash(stored or _dummy_hash(), password or "")
             if user is None or not user.active or stored is None or not ok:
                 return None
             return Principal(user.username, frozenset(self._roles(s, user.id)), user.display_name)

@@ -21,6 +21,7 @@ Common semantics of every trigger:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -104,11 +105,55 @@ def _compile(text: str) -> Any:
     return _ENV.compile_expression(text, undefined_to_none=False)
 
 
+#: `payload.line.id`: a name and attribute steps, nothing else; with ` is defined` after it.
+_PATH = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)( is defined)?")
+#: A step on a dict whose name is one of these yields the dict's method, not an item.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+@lru_cache(maxsize=4096)
+def _path(text: str) -> tuple[tuple[str, ...], bool] | None:
+    """(names, is-defined test) of a plain path expression, else None."""
+    match = _PATH.fullmatch(text.strip())
+    if match is None:
+        return None
+    return tuple(match.group(1).split(".")), match.group(2) is not None
+
+
+def _walk(names: tuple[str, ...], context: dict[str, Any]) -> tuple[bool, Any]:
+    """Follow a path through the context and dicts, as far as no step needs Jinja: (True,
+    value) when every step is a dict key; (False, None) when Jinja must decide (a method
+    name, an object, a missing key: that is its error or its undefined)."""
+    first = names[0]
+    if first not in context:
+        return False, None
+    value = context[first]
+    for name in names[1:]:
+        if type(value) is not dict or name in _DICT_ATTRIBUTES or name not in value:
+            return False, None
+        value = value[name]
+    return True, value
+
+
 def _evaluate(text: str, context: dict[str, Any]) -> Any:
     """Run a compiled expression. Rules run several expressions per message, thousands of
     messages a second: calling the expression would merge Jinja's globals into a new dict
     and index them every time (most of its cost), so the context is built here, globals
-    first, and shared."""
+    first, and shared.
+
+    Most expressions only pick a payload field (`payload.key`, `payload.key is defined`).
+    Those are walked here when every step is a dict key, which is what the sandbox does
+    for them too (an attribute that is not a method of dict is the item); anything else
+    runs in Jinja."""
+    path = _path(text)
+    if path is not None:
+        found, value = _walk(path[0], context)
+        if found:
+            return True if path[1] else value
+    return _evaluate_in_jinja(text, context)
+
+
+def _evaluate_in_jinja(text: str, context: dict[str, Any]) -> Any:
     template = _compile(text)._template
     ctx = new_context(_ENV, template.name, template.blocks, {**_GLOBALS, **context}, shared=True)
     for _ in template.root_render_func(ctx):

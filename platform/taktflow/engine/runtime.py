@@ -159,7 +159,7 @@ def _checked(data: Any, what: str) -> tuple[dict[str, Any], str]:
         if not isinstance(key, str) or not key:
             raise ValidationFailed(f"{what}: keys must be non-empty text, got {key!r}")
     try:
-        text = json.dumps(data, default=_reject)
+        text = _ENCODER.encode(data)
     except (TypeError, ValueError) as exc:
         raise ValidationFailed(f"{what}: {exc}") from None
     return data, text
@@ -178,6 +178,10 @@ def _json_type(value: Any) -> str:
 
 def _reject(obj: Any) -> Any:
     raise TypeError(f"value of type {type(obj).__name__} is not JSON data")
+
+
+#: json.dumps(data, default=_reject), without building an encoder for every event.
+_ENCODER = json.JSONEncoder(default=_reject)
 
 
 @dataclass
@@ -221,6 +225,9 @@ class _Unit:
     #: instances whose buffered messages are being handed over (no nested hand-over).
     handing_over: set[int] = field(default_factory=set)
     audit: list[dict[str, Any]] = field(default_factory=list)
+    #: received_at and expires_at of the inbox rows this unit inserts, as the database
+    #: stores them (converted once: a connector's batch inserts hundreds of rows).
+    inbox_times: tuple[Any, Any] | None = None
 
     @property
     def session(self) -> Session:
@@ -1283,6 +1290,8 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
     ) -> int | None:
         """Insert an inbox row (correlation and payload as data or as their JSON text); None
         if the idempotency key exists already."""
+        if unit.inbox_times is None:
+            unit.inbox_times = (unit.hot.ts(unit.now), unit.hot.ts(unit.now + self.message_ttl))
         return unit.hot.insert_inbox(
             unit.cur,
             {
@@ -1292,9 +1301,8 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
                 "correlation": correlation if isinstance(correlation, str) else _dumps(correlation),
                 "payload": payload if isinstance(payload, str) else _dumps(payload),
                 "source": source,
-                "received_at": unit.now,
-                "expires_at": unit.now + self.message_ttl,
             },
+            *unit.inbox_times,
         )
 
     @staticmethod

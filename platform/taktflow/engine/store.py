@@ -355,8 +355,11 @@ class HotPath:
         return cur.fetchall()
 
     # -- inbox
-    def insert_inbox(self, cur: Any, values: Mapping[str, Any]) -> int | None:
-        """Insert an inbox row; None when the idempotency key exists already."""
+    def insert_inbox(
+        self, cur: Any, values: Mapping[str, Any], received_at: Any, expires_at: Any
+    ) -> int | None:
+        """Insert an inbox row; None when the idempotency key exists already. The times are
+        as the database stores them (`ts`)."""
         cur.execute(
             self._q(
                 "INSERT INTO inbox_message (idempotency_key, kind, name, correlation, payload, "
@@ -372,8 +375,8 @@ class HotPath:
                 values["payload"],
                 m.INBOX_PENDING,
                 values["source"],
-                self.ts(values["received_at"]),
-                self.ts(values["expires_at"]),
+                received_at,
+                expires_at,
             ),
         )
         found = cur.fetchone()
