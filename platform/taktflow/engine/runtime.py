@@ -1354,6 +1354,9 @@ class WorkflowEngine(DeploymentMixin, OutboxMixin):
                     rows = self._hot.due_rows(cur, self.clock.now(), limit)
                 finally:
                     cur.close()
+                # Ends the read with COMMIT: psycopg drops its prepared statements on every
+                # ROLLBACK, and this runs before each delivery pass.
+                conn.connection.commit()
             else:
                 rows = self._rows_in_turn(conn, list(message_ids))
         done = 0

@@ -335,6 +335,11 @@ class HotPath:
         For a message with correlation values `given`, only waits whose correlation is a
         subset of them are read, through the index on correlation_key (a message carries few
         correlation properties, so few subsets). The caller still compares the values.
+
+        One equality look-up per subset, joined by UNION ALL: given `correlation_key IN
+        (...)` instead, PostgreSQL's planner, before it has statistics on a table that grew
+        quickly, reads every wait for the name and filters them (2 ms per message with 3,000
+        instances waiting).
         """
         sql = (
             "SELECT w.instance_id, w.correlation FROM instance_wait w "
@@ -349,9 +354,9 @@ class HotPath:
                 for size in range(len(items) + 1)
                 for subset in itertools.combinations(items, size)
             ]
-            sql += f" AND w.correlation_key IN ({self._in(keys)})"
-            params.extend(keys)
-        cur.execute(self._q(sql + " ORDER BY w.instance_id"), tuple(params))
+            sql = " UNION ALL ".join([f"{sql} AND w.correlation_key = ?"] * len(keys))
+            params = [value for key in keys for value in (kind, name, m.ACTIVE, key)]
+        cur.execute(self._q(sql + " ORDER BY 1"), tuple(params))
         return cur.fetchall()
 
     # -- inbox
