@@ -624,6 +624,27 @@ def test_environment_evaluate_context_wins_over_external_context() -> None:
         env.evaluate("[[[0] * 1000] * 1000] * 1000", {})
 
 
+@pytest.mark.parametrize(
+    "expression", ["key", " key ", "qty", "len", "missing", "_hidden", "None", "rows"]
+)
+def test_environment_evaluate_bare_names_as_compiled_code_would(expression: str) -> None:
+    # Bare names are read from the data without compiling; the answer, or the error, must
+    # be the one the sandboxed code gives.
+    env = SandboxedEnvironment(limits=Limits(max_data=50))
+    data = {"key": "K-1", "_hidden": 1, "rows": list(range(100))}
+    external = {"qty": 3, "key": "shadowed"}
+
+    def outcome(run: Any) -> Any:
+        try:
+            return run()
+        except Exception as exc:  # noqa: BLE001 - the kind of failure is compared
+            return type(exc).__name__
+
+    fast = outcome(lambda: env.evaluate(expression, dict(data), dict(external)))
+    compiled = outcome(lambda: env.evaluate(f"({expression.strip()})", dict(data), external))
+    assert fast == compiled
+
+
 # ---------------------------------------------------------------- threads, print
 
 

@@ -33,6 +33,7 @@ import copy
 import datetime as _dt
 import dis
 import json as _json
+import keyword
 import logging
 import math as _math
 import operator
@@ -1586,6 +1587,13 @@ def _static_refusal(source: str, mode: str) -> str | None:
 # ---------------------------------------------------------------- running
 
 
+@lru_cache(maxsize=1024)
+def _is_plain_name(text: str) -> bool:
+    """A name eval would look up in the data: an identifier, no keyword, no leading '_'
+    (the sandbox refuses those, and its guards have such names)."""
+    return text.isidentifier() and not keyword.iskeyword(text) and not text.startswith("_")
+
+
 def _run(
     code: types.CodeType,
     g: dict[str, Any],
@@ -1663,8 +1671,15 @@ class SandboxedEnvironment(TaskDataEnvironment):
         """Evaluate an expression; like the base class, task data wins over external context.
         Expressions should not change data: they run on the data itself, not a copy."""
         self._prepare_context(context)
-        g = self._globals({**(external_context or {}), **context})
-        result = _run(_compiled(expression, "eval"), g, True, self.limits, self.print_sink)
+        external = external_context or {}
+        name = expression.strip()
+        if _is_plain_name(name) and (name in context or name in external):
+            # A bare data name (a correlation property, `key`: one per delivered message)
+            # needs no compiled code; eval would read the same object.
+            result = context[name] if name in context else external[name]
+        else:
+            g = self._globals({**external, **context})
+            result = _run(_compiled(expression, "eval"), g, True, self.limits, self.print_sink)
         if type(result) not in _SCALARS and type(result) is not str:
             # the result leaves the sandbox (service parameters, DMN outputs): bounded data
             budget = self.limits.max_data
