@@ -414,16 +414,19 @@ class HotPath:
     def due_rows(self, cur: Any, now: datetime, limit: int) -> list[tuple[int, str | None]]:
         """(id, source) of the oldest pending rows that may be dispatched now, in order: not
         waiting for a retry, and not behind a row of the same source that is."""
+        # The status is written into the text, not bound: a planner can match a literal, not
+        # a parameter, with the partial index of pending rows (ix_inbox_message_pending).
+        pending = f"status = '{m.INBOX_PENDING}'"
         cur.execute(
             self._q(
-                "SELECT id, source FROM inbox_message WHERE status = ? "
+                f"SELECT id, source FROM inbox_message WHERE {pending} "
                 "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
                 "AND (source IS NULL OR source NOT IN ("
-                "SELECT DISTINCT source FROM inbox_message WHERE status = ? "
+                f"SELECT DISTINCT source FROM inbox_message WHERE {pending} "
                 "AND next_attempt_at > ? AND source IS NOT NULL)) "
                 "ORDER BY id LIMIT ?"
             ),
-            (m.INBOX_PENDING, self.ts(now), m.INBOX_PENDING, self.ts(now), limit),
+            (self.ts(now), self.ts(now), limit),
         )
         return [(row[0], row[1]) for row in cur.fetchall()]
 
