@@ -31,7 +31,7 @@ from taktflow.mfg.execution import (
     start_operation,
 )
 from taktflow.mfg.ledger import balance, load_chart, trial_balance
-from taktflow.mfg.models import OrderOperation
+from taktflow.mfg.models import OrderOperation, Reservation
 from taktflow.mfg.orders import create_order
 from taktflow.mfg.stock import load_master_data, move_stock, on_hand
 
@@ -141,6 +141,30 @@ def test_a_cancelled_order_frees_what_it_reserved(session: Session, clock: Manua
     set_status(session, "PO-C", "cancelled", now=clock.now())
     # The stock PO-C held is PO-D's now.
     assert not reserve_material(session, "PO-D")["short"]
+
+
+def test_an_order_with_work_in_progress_is_closed_not_cancelled(
+    session: Session, clock: ManualClock
+) -> None:
+    from taktflow.mfg.orders import get_order, set_status
+
+    receive(session, clock, "RAW-W", 10, "R-1")
+    create_order(session, number="PO-W", item="WIDGET", quantity=10, now=clock.now())
+    release_order(session, "PO-W", now=clock.now())
+    issue_material(session, "PO-W", "RAW-W", 4, now=clock.now())
+    # Cancelled, it would never be closed: the 20.80 issued would stay in WIP for good.
+    with pytest.raises(Conflict, match=r"PO-W cannot be cancelled: 20\.80 is in work in "
+                                       "progress.*Complete and close it"):  # fmt: skip
+        set_status(session, "PO-W", "cancelled", now=clock.now())
+    assert get_order(session, "PO-W").status == "released"
+    held = select(Reservation).where(Reservation.order_number == "PO-W", Reservation.open)
+    assert session.scalars(held).all(), "its reservations still hold"
+    # The way out the message names: the close consumes what is on the floor.
+    start_operation(session, "PO-W", 10, now=clock.now())
+    complete_operation(session, "PO-W", 10, good=0, scrap=4, scrap_reason="order dropped",
+                       now=clock.now())  # fmt: skip
+    assert close_order(session, "PO-W", now=clock.now())["status"] == "closed"
+    assert balance(session, "1410", "PO-W") == 0
 
 
 def test_operations_run_in_sequence_and_backflush_their_components(

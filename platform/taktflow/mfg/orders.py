@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from taktflow.errors import Conflict, NotFound, ValidationFailed
 from taktflow.mfg.bom import current_bom
+from taktflow.mfg.ledger import balance
 from taktflow.mfg.models import (
     ORDER_TRANSITIONS,
     Item,
@@ -94,6 +95,8 @@ def set_status(session: Session, number: str, status: str, *, now: datetime) -> 
         options = ", ".join(allowed) or "nothing (it is final)"
         raise Conflict(f"production order {number} is {order.status}: it can become {options}, "
                        f"not {status}")  # fmt: skip
+    if status == "cancelled":
+        _refuse_cancel_with_wip(session, number)
     order.status, order.updated_at = status, now
     if status == "cancelled":
         # A cancelled order will take nothing: what it held in stores is free for others.
@@ -104,6 +107,20 @@ def set_status(session: Session, number: str, status: str, *, now: datetime) -> 
             reservation.open = False
     session.flush()
     return order_view(session, number)
+
+
+def _refuse_cancel_with_wip(session: Session, number: str) -> None:
+    """A cancelled order is never closed, so what was issued or booked to it would stay in
+    work in progress for good: such an order has to be completed and closed instead."""
+    from taktflow.mfg.execution import WIP_ACCOUNT  # execution imports this module
+
+    wip = balance(session, WIP_ACCOUNT, number)
+    if wip:
+        raise Conflict(
+            f"production order {number} cannot be cancelled: {wip} is in work in progress "
+            "for it (material issued or time booked). Complete and close it instead: the "
+            "close consumes what is on the floor and posts the rest as variances."
+        )
 
 
 def order_view(session: Session, number: str) -> dict[str, Any]:
